@@ -1,0 +1,161 @@
+"""Every measurement SparseLab makes, in one SQLite file a team can share.
+
+The columns the Compare and Runs pages filter and plot on are real, indexed
+columns so that tens of thousands of runs stay fast; everything else a run
+measured or was configured with rides along as JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.environment import environment_record
+
+COLUMNS = ("kind", "model", "method", "sparsity", "block", "size_bytes", "accuracy",
+           "latency_ms", "latency_std_ms", "threads")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    method TEXT,
+    sparsity REAL,
+    block TEXT,
+    size_bytes INTEGER,
+    accuracy REAL,
+    latency_ms REAL,
+    latency_std_ms REAL,
+    threads INTEGER,
+    settings TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    environment TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind, created);
+CREATE INDEX IF NOT EXISTS runs_model ON runs(model, created);
+"""
+
+
+@dataclass
+class RunRecord:
+    """One measurement. ``accuracy`` is the run's headline fidelity/accuracy in [0, 1]."""
+
+    kind: str
+    model: str
+    method: str | None = None
+    sparsity: float | None = None
+    block: str | None = None
+    size_bytes: int | None = None
+    accuracy: float | None = None
+    latency_ms: float | None = None
+    latency_std_ms: float | None = None
+    threads: int | None = None
+    settings: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=environment_record)
+    created: float = field(default_factory=time.time)
+    id: int | None = None
+
+
+class RunStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db:
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.row_factory = sqlite3.Row
+        return db
+
+    def add(self, record: RunRecord) -> int:
+        row = asdict(record)
+        row.pop("id")
+        for name in ("settings", "metrics", "environment"):
+            row[name] = json.dumps(row[name], default=str)
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with closing(self._connect()) as db, db:
+            cursor = db.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
+            record.id = cursor.lastrowid
+        return record.id
+
+    def query(self, *, kind: str | None = None, model: str | None = None,
+              method: str | None = None, ids: list[int] | None = None,
+              limit: int | None = None) -> list[RunRecord]:
+        """Runs matching every given filter, newest first."""
+        clauses, params = [], []
+        for column, value in (("kind", kind), ("model", model), ("method", method)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if ids is not None:
+            clauses.append(f"id IN ({', '.join('?' for _ in ids)})")
+            params.extend(ids)
+        sql = "SELECT * FROM runs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with closing(self._connect()) as db:
+            return [_record(row) for row in db.execute(sql, params)]
+
+    def count(self) -> int:
+        with closing(self._connect()) as db:
+            return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    def distinct(self, column: str) -> list:
+        if column not in COLUMNS:
+            raise ValueError(f"not a run column: {column}")
+        with closing(self._connect()) as db:
+            return [r[0] for r in db.execute(
+                f"SELECT DISTINCT {column} FROM runs WHERE {column} IS NOT NULL ORDER BY 1")]
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    data = dict(row)
+    for name in ("settings", "metrics", "environment"):
+        data[name] = json.loads(data[name])
+    return RunRecord(**data)
+
+
+def flat_row(record: RunRecord) -> dict:
+    """A run as one flat dict (metrics and settings prefixed), for tables and CSV."""
+    row = {"id": record.id, "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))}
+    row.update({name: getattr(record, name) for name in COLUMNS})
+    row.update({f"metric.{k}": v for k, v in record.metrics.items() if not isinstance(v, (dict, list))})
+    row.update({f"setting.{k}": v for k, v in record.settings.items() if not isinstance(v, (dict, list))})
+    row["cpu"] = record.environment.get("cpu", {}).get("model")
+    return row
+
+
+def to_csv(records: list[RunRecord]) -> str:
+    rows = [flat_row(r) for r in records]
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def to_json(records: list[RunRecord]) -> str:
+    return json.dumps([asdict(r) for r in records], default=str)
+
+
+def default_store() -> RunStore:
+    from core.settings import Settings
+
+    return RunStore(Settings.from_env().store_path)

@@ -1,0 +1,80 @@
+"""The one way every latency in SparseLab is measured.
+
+Warm-up runs first (lazy init, caches, thread pools), then N timed repeats with
+the thread count set explicitly for every runtime that honours it; the result
+keeps the full distribution summary and the thread count it was measured with.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+_THREAD_ENV_VARS = ("TVM_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    repeats: int
+    warmup: int
+    threads: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@contextmanager
+def thread_count(threads: int) -> Iterator[None]:
+    """Run a block with ``threads`` threads for torch, TVM and OpenMP; restore after."""
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    saved_env = {name: os.environ.get(name) for name in _THREAD_ENV_VARS}
+    torch = sys.modules.get("torch")
+    saved_torch = torch.get_num_threads() if torch else None
+    for name in _THREAD_ENV_VARS:
+        os.environ[name] = str(threads)
+    if torch:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if torch:
+            torch.set_num_threads(saved_torch)
+
+
+def measure(fn: Callable[[], object], *, threads: int, repeats: int = 20, warmup: int = 3,
+            clock: Callable[[], float] = time.perf_counter) -> Timing:
+    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones."""
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
+    samples = []
+    with thread_count(threads):
+        for _ in range(warmup):
+            fn()
+        for _ in range(repeats):
+            start = clock()
+            fn()
+            samples.append((clock() - start) * 1e3)
+    return Timing(
+        median_ms=statistics.median(samples),
+        mean_ms=statistics.fmean(samples),
+        std_ms=statistics.stdev(samples) if len(samples) > 1 else 0.0,
+        min_ms=min(samples),
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
+    )
