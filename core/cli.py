@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, str(exc))
     except KeyboardInterrupt:
         return _fail(args, "interrupted")
+    except Exception as exc:  # unexpected: still one JSON object, with the traceback on stderr
+        logging.exception("command failed")
+        return _fail(args, f"{type(exc).__name__}: {exc}")
     if args.json:
         json.dump(result, sys.stdout, default=str)
         sys.stdout.write("\n")

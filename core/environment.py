@@ -115,8 +115,10 @@ def llvm_mcpu() -> str:
 
 def environment_record() -> dict:
     """The facts stored with every measurement."""
+    cpu = asdict(cpu_info())
+    cpu["flags"] = list(cpu["flags"])  # JSON-native, so a record reads back equal
     return {
-        "cpu": asdict(cpu_info()),
+        "cpu": cpu,
         "llvm_mcpu": llvm_mcpu(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -152,6 +153,7 @@ class JobRunner:
             process = subprocess.Popen([sys.executable, "-m", "core.jobs", job_id], cwd=REPO_ROOT, env=env,
                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
+        threading.Thread(target=process.wait, daemon=True).start()  # reap it: no zombies in a long-lived server
         self._update(job_id, pid=process.pid)
         return job_id
 

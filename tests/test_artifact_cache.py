@@ -1,0 +1,120 @@
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from core.artifact_cache import ArtifactCache, ArtifactSpec, stable_hash
+
+
+def test_stable_hash_ignores_dict_order_but_not_values():
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def test_key_includes_library_versions_and_cpu():
+    spec = ArtifactSpec("lib", {"x": 1}, libraries=("torch",), cpu_specific=True)
+    parts = spec.key_parts()
+    assert parts["libraries"]["torch"].startswith("2.13")
+    assert parts["cpu"]["mcpu"]
+    assert spec.key != ArtifactSpec("lib", {"x": 1}).key
+
+
+def test_build_then_hit(tmp_path):
+    cache = ArtifactCache(tmp_path, cap_bytes=10**9)
+    spec = ArtifactSpec("model", {"seed": 1})
+    calls = []
+
+    def build(out: Path):
+        calls.append(1)
+        (out / "weights.bin").write_bytes(b"x" * 100)
+
+    path, hit = cache.get_or_build(spec, build, description="a model")
+    assert not hit and (path / "weights.bin").read_bytes() == b"x" * 100
+    path2, hit2 = cache.get_or_build(spec, build)
+    assert hit2 and path2 == path and len(calls) == 1
+    [entry] = cache.entries()
+    assert entry.kind == "model" and entry.description == "a model" and entry.size_bytes >= 100
+
+
+def _slow_build_in_process(root: str, counter: str) -> str:
+    cache = ArtifactCache(Path(root), cap_bytes=10**9)
+
+    def build(out: Path):
+        with open(counter, "a") as handle:
+            handle.write("built\n")
+        time.sleep(1.0)
+        (out / "data").write_text(str(os.getpid()))
+
+    path, _ = cache.get_or_build(ArtifactSpec("shared", {"k": 1}), build)
+    return (path / "data").read_text()
+
+
+def test_two_processes_compute_once(tmp_path):
+    counter = tmp_path / "counter.txt"
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(_slow_build_in_process, [(str(tmp_path / "c"), str(counter))] * 2)
+    assert counter.read_text().count("built") == 1
+    assert results[0] == results[1]
+
+
+def test_interrupted_write_is_never_read_back(tmp_path):
+    cache = ArtifactCache(tmp_path, cap_bytes=10**9)
+    spec = ArtifactSpec("model", {"seed": 2})
+
+    def crashing_build(out: Path):
+        (out / "half.bin").write_bytes(b"partial")
+        raise KeyboardInterrupt  # as if the process was stopped mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_build(spec, crashing_build)
+    assert cache.lookup(spec) is None
+    assert cache.entries() == []
+    assert list((tmp_path / "tmp").iterdir()) == []
+    path, hit = cache.get_or_build(spec, lambda out: (out / "full.bin").write_bytes(b"ok"))
+    assert not hit and (path / "full.bin").read_bytes() == b"ok"
+
+
+def test_killed_writer_leaves_nothing_readable(tmp_path):
+    """A process killed with SIGKILL mid-build cannot clean up; its staging dir is never read."""
+    code = (
+        "import sys, time; from pathlib import Path; from core.artifact_cache import ArtifactCache, ArtifactSpec\n"
+        f"c = ArtifactCache(Path({str(tmp_path)!r}), 10**9)\n"
+        "def b(out):\n    (out / 'half').write_text('x'); time.sleep(60)\n"
+        "c.get_or_build(ArtifactSpec('m', {'k': 3}), b)\n"
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent.parent)
+    deadline = time.time() + 30
+    while not any((tmp_path / "tmp").glob("*")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    cache = ArtifactCache(tmp_path, cap_bytes=10**9)
+    assert cache.lookup(ArtifactSpec("m", {"k": 3})) is None
+    assert cache.entries() == []
+
+
+def test_lru_eviction_keeps_recent_and_new(tmp_path):
+    cache = ArtifactCache(tmp_path, cap_bytes=2500)
+    specs = [ArtifactSpec("blob", {"i": i}) for i in range(3)]
+    for spec in specs[:2]:
+        cache.get_or_build(spec, lambda out: (out / "b").write_bytes(b"0" * 1000))
+        time.sleep(0.02)
+    os.utime(cache.lookup(specs[0]) / "artifact.json")  # use the first again: the second is now oldest
+    time.sleep(0.02)
+    cache.get_or_build(specs[2], lambda out: (out / "b").write_bytes(b"0" * 1000))
+    assert cache.lookup(specs[1]) is None
+    assert cache.lookup(specs[0]) is not None and cache.lookup(specs[2]) is not None
+    assert cache.total_bytes() <= 2500 + 3 * 600  # metadata files are small
+
+
+def test_clear_removes_everything(tmp_path):
+    cache = ArtifactCache(tmp_path, cap_bytes=10**9)
+    for i in range(3):
+        cache.get_or_build(ArtifactSpec("x", {"i": i}), lambda out: (out / "f").write_text("1"))
+    assert cache.clear() == 3
+    assert cache.entries() == []

@@ -1,0 +1,33 @@
+import os
+
+import pytest
+import torch
+
+from core.timing import measure, thread_count
+
+
+def test_measure_counts_calls_and_summarises():
+    calls = []
+    ticks = iter(range(0, 1000))
+    timing = measure(lambda: calls.append(1), threads=1, repeats=5, warmup=2,
+                     clock=lambda: next(ticks) / 1000)  # every timed call takes exactly 1 ms
+    assert len(calls) == 7
+    assert timing.median_ms == pytest.approx(1.0) and timing.min_ms == pytest.approx(1.0)
+    assert timing.std_ms == pytest.approx(0.0) and timing.repeats == 5 and timing.threads == 1
+
+
+def test_thread_count_is_set_and_restored():
+    before = torch.get_num_threads()
+    os.environ.pop("TVM_NUM_THREADS", None)
+    with thread_count(1):
+        assert torch.get_num_threads() == 1
+        assert os.environ["TVM_NUM_THREADS"] == "1"
+    assert torch.get_num_threads() == before
+    assert "TVM_NUM_THREADS" not in os.environ
+
+
+def test_rejects_nonsense():
+    with pytest.raises(ValueError):
+        measure(lambda: None, threads=0)
+    with pytest.raises(ValueError):
+        measure(lambda: None, threads=1, repeats=0)

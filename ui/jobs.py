@@ -1,0 +1,71 @@
+"""A page's background job: start it, follow its progress, cancel it, read its result.
+
+The job id is kept in the URL (``?job_<name>=<id>``) so a browser refresh, or a
+colleague given the link, finds the same job; the work itself runs in a worker
+process and never blocks the page.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import SparseLabError
+from core.jobs import Job
+from ui.resources import job_runner
+
+
+def _param(name: str) -> str:
+    return f"job_{name.replace('.', '_')}"
+
+
+def start_job(name: str, params: dict, label: str) -> None:
+    try:
+        job_id = job_runner().submit(name, params, label=label)
+    except SparseLabError as exc:
+        st.error(str(exc))
+        return
+    st.query_params[_param(name)] = job_id
+
+
+def current_job(name: str) -> Job | None:
+    """The job this page is showing: the one in the URL, else the latest of its kind."""
+    job_id = st.query_params.get(_param(name))
+    if job_id:
+        job = job_runner().get(job_id)
+        if job:
+            return job
+    latest = job_runner().list(name=name, limit=1)
+    return latest[0] if latest else None
+
+
+def job_status(name: str) -> Job | None:
+    """Show the page's job; returns it once it has finished (done, failed or cancelled)."""
+    job = current_job(name)
+    if job is None:
+        return None
+    if job.active:
+        _follow(job.id)
+        return None
+    _show_outcome(job)
+    return job
+
+
+@st.fragment(run_every=1.0)
+def _follow(job_id: str) -> None:
+    job = job_runner().get(job_id)
+    if not job.active:
+        st.rerun(scope="app")
+    st.progress(job.progress, text=f"{job.label}: {job.message or job.status}")
+    if st.button("Cancel", key=f"cancel-{job_id}"):
+        job_runner().cancel(job_id)
+        st.rerun(scope="app")
+
+
+def _show_outcome(job: Job) -> None:
+    if job.status == "failed":
+        st.error(f"{job.label} failed: {job.error}")
+        if job.error_detail:
+            with st.expander("Details for debugging"):
+                st.code(job.error_detail)
+    elif job.status == "cancelled":
+        st.warning(f"{job.label} was cancelled.")
