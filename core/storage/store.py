@@ -1,0 +1,138 @@
+"""Quantize a model, save it in either format, reload it and prove it is the same model."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from core.errors import SparseLabError
+from core.model_source import ModelSource
+from core.quantization import EMBEDDING_CHOICES, is_embedding_key, prepare_for_storage
+from core.storage import prunebert_format, sparselab_format
+from core.storage.h5_files import SETTINGS_ATTR, open_h5
+from core.storage.quantized_state import QuantizedState, decompose, load_into
+from core.storage.verify import outputs_equal, random_inputs
+
+FORMATS = {prunebert_format.NAME: prunebert_format, sparselab_format.NAME: sparselab_format}
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    format: str = sparselab_format.NAME
+    per_channel: bool = False
+    embeddings: str = "none"  # none | fp32 | fp16
+    task: str = "base"
+
+    def validate(self) -> None:
+        if self.format not in FORMATS:
+            raise SparseLabError(f"Unknown format '{self.format}'; choose {' or '.join(FORMATS)}.")
+        if self.embeddings not in EMBEDDING_CHOICES:
+            raise SparseLabError(f"embeddings must be one of {', '.join(EMBEDDING_CHOICES)}.")
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    format: str
+    path: str
+    size_bytes: int
+    dense_size_bytes: int  # torch.save of the fp32 model's stored part (pruned weights still dense)
+    bit_exact: bool
+    save_s: float
+    load_s: float
+    linear_sparsity: float  # fraction of zero int8 weights over the stored Linear layers
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def stored_state(quantized: torch.nn.Module, config: StoreConfig) -> QuantizedState:
+    """The part of the quantized model a file holds: everything but embeddings when they are left out."""
+    keep = (lambda name: not is_embedding_key(name)) if config.embeddings == "none" else (lambda name: True)
+    fp16 = (lambda name: is_embedding_key(name)) if config.embeddings == "fp16" else (lambda name: False)
+    return decompose(quantized.state_dict(), keep=keep, fp16=fp16)
+
+
+def torch_save_size(state_dict: dict) -> int:
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    return buffer.tell()
+
+
+def fp32_stored_size(model: torch.nn.Module, config: StoreConfig) -> int:
+    keep_embeddings = config.embeddings != "none"
+    return torch_save_size({k: v for k, v in model.state_dict().items() if keep_embeddings or not is_embedding_key(k)})
+
+
+def save_state(state: QuantizedState, config: StoreConfig, path: Path, source_name: str) -> None:
+    FORMATS[config.format].save(state, path, attrs={SETTINGS_ATTR: json.dumps({**asdict(config), "source": source_name})})
+
+
+def file_settings(path: Path) -> tuple[str, StoreConfig]:
+    """Which format a file is in and the settings it was saved with (defaults for notebook files)."""
+    with open_h5(path) as h5:
+        if sparselab_format.is_sparselab_file(h5):
+            fmt = sparselab_format.NAME
+        elif prunebert_format.is_prunebert_file(h5):
+            fmt = prunebert_format.NAME
+        else:
+            raise SparseLabError(f"'{Path(path).name}' is an HDF5 file but not a SparseLab or PruneBERT model file.")
+        saved = json.loads(h5.attrs.get(SETTINGS_ATTR, "{}"))
+        has_embeddings = any(is_embedding_key(k) for k in h5.keys()) or "tensors" in h5 and any(
+            is_embedding_key(k) for k in h5["tensors"].keys())
+    saved.pop("source", None)
+    defaults = {"format": fmt, "embeddings": "fp32" if has_embeddings else "none"}
+    return fmt, StoreConfig(**{**defaults, **saved, "format": fmt})
+
+
+def load_file(path: Path, source: ModelSource) -> tuple[torch.nn.Module, StoreConfig, float]:
+    """The quantized model in ``path``; parts the file leaves out come from ``source``. Returns load seconds."""
+    fmt, config = file_settings(path)
+    fresh = prepare_for_storage(source.load_model(config.task), config.per_channel, "fp32")
+    start = time.perf_counter()
+    state = FORMATS[fmt].load(path)
+    model = load_into(fresh, state)
+    return model, config, time.perf_counter() - start
+
+
+def verify_file(path: Path, source: ModelSource, inputs_count: int = 20) -> dict:
+    """Reload ``path`` and compare it with ``source`` quantized the way the file says it was."""
+    model, config, load_s = load_file(path, source)
+    reference = prepare_for_storage(source.load_model(config.task), config.per_channel, config.embeddings)
+    inputs = random_inputs(reference.config.vocab_size, reference.config.max_position_embeddings, inputs_count)
+    return {"format": config.format, "settings": asdict(config), "bit_exact": outputs_equal(reference, model, inputs),
+            "load_s": load_s, "inputs_checked": inputs_count, "size_bytes": Path(path).stat().st_size}
+
+
+def store_model(source: ModelSource, config: StoreConfig, out: Path, inputs_count: int = 20) -> StoreResult:
+    config.validate()
+    model = source.load_model(config.task)
+    quantized = prepare_for_storage(model, config.per_channel, config.embeddings)
+    state = stored_state(quantized, config)
+    start = time.perf_counter()
+    save_state(state, config, out, source.name)
+    save_s = time.perf_counter() - start
+    reloaded, _, load_s = load_file(out, source)
+    inputs = random_inputs(model.config.vocab_size, model.config.max_position_embeddings, inputs_count)
+    weights = [layer.weight.int_repr for layer in state.linears.values()]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    return StoreResult(format=config.format, path=str(out), size_bytes=Path(out).stat().st_size,
+                       dense_size_bytes=fp32_stored_size(model, config),
+                       bit_exact=outputs_equal(quantized, reloaded, inputs), save_s=save_s, load_s=load_s,
+                       linear_sparsity=zeros / max(1, sum(w.size for w in weights)))
+
+
+def format_sizes(state: QuantizedState, config: StoreConfig, source_name: str) -> dict[str, int]:
+    """Bytes of the same stored state in every format (written to a temp dir)."""
+    sizes = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in FORMATS:
+            path = Path(folder) / f"{name}.h5"
+            save_state(state, StoreConfig(**{**asdict(config), "format": name}), path, source_name)
+            sizes[name] = path.stat().st_size
+    return sizes
