@@ -30,7 +30,11 @@ from core.errors import SparseLabError
 from core.settings import REPO_ROOT, Settings
 
 # name -> "module:function"; later features add their jobs here.
-JOB_FUNCTIONS: dict[str, str] = {}
+JOB_FUNCTIONS: dict[str, str] = {
+    "prune_sweep": "core.fidelity_sweep:sweep_job",
+    "store": "core.storage.jobs:store_job",
+    "store_verify": "core.storage.jobs:verify_job",
+}
 
 ACTIVE = ("queued", "running")
 _SCHEMA = """

@@ -51,11 +51,14 @@ class StoreResult:
         return asdict(self)
 
 
+def is_stored(name: str, config: StoreConfig) -> bool:
+    """Whether a state-dict key goes into the file: everything but embeddings when they are left out."""
+    return config.embeddings != "none" or not is_embedding_key(name)
+
+
 def stored_state(quantized: torch.nn.Module, config: StoreConfig) -> QuantizedState:
-    """The part of the quantized model a file holds: everything but embeddings when they are left out."""
-    keep = (lambda name: not is_embedding_key(name)) if config.embeddings == "none" else (lambda name: True)
-    fp16 = (lambda name: is_embedding_key(name)) if config.embeddings == "fp16" else (lambda name: False)
-    return decompose(quantized.state_dict(), keep=keep, fp16=fp16)
+    return decompose(quantized.state_dict(), keep=lambda name: is_stored(name, config),
+                     fp16=lambda name: config.embeddings == "fp16" and is_embedding_key(name))
 
 
 def torch_save_size(state_dict: dict) -> int:
@@ -64,9 +67,9 @@ def torch_save_size(state_dict: dict) -> int:
     return buffer.tell()
 
 
-def fp32_stored_size(model: torch.nn.Module, config: StoreConfig) -> int:
-    keep_embeddings = config.embeddings != "none"
-    return torch_save_size({k: v for k, v in model.state_dict().items() if keep_embeddings or not is_embedding_key(k)})
+def stored_torch_size(model: torch.nn.Module, config: StoreConfig) -> int:
+    """torch.save bytes of the part of ``model`` (fp32 or quantized) that a file would hold."""
+    return torch_save_size({k: v for k, v in model.state_dict().items() if is_stored(k, config)})
 
 
 def save_state(state: QuantizedState, config: StoreConfig, path: Path, source_name: str) -> None:
@@ -122,7 +125,7 @@ def store_model(source: ModelSource, config: StoreConfig, out: Path, inputs_coun
     weights = [layer.weight.int_repr for layer in state.linears.values()]
     zeros = sum(int((w == 0).sum()) for w in weights)
     return StoreResult(format=config.format, path=str(out), size_bytes=Path(out).stat().st_size,
-                       dense_size_bytes=fp32_stored_size(model, config),
+                       dense_size_bytes=stored_torch_size(model, config),
                        bit_exact=outputs_equal(quantized, reloaded, inputs), save_s=save_s, load_s=load_s,
                        linear_sparsity=zeros / max(1, sum(w.size for w in weights)))
 

@@ -1,0 +1,75 @@
+"""The Store page's background jobs: save + analyse a model, and verify an uploaded file."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+from core.artifact_cache import ArtifactSpec, default_cache
+from core.model_source import resolve
+from core.run_store import RunRecord, default_store
+from core.settings import Settings
+from core.storage.report import storage_report
+from core.storage.store import StoreConfig, store_model, verify_file
+
+FILE_NAME = "model.h5"
+
+
+def store_job(params: dict, progress) -> dict:
+    """params: model, format, per_channel, embeddings, task, threads."""
+    source = resolve(params["model"])
+    config = StoreConfig(format=params["format"], per_channel=bool(params.get("per_channel")),
+                         embeddings=params.get("embeddings", "none"), task=params.get("task", "base"))
+    config.validate()
+    progress(0.02, "quantizing and saving")
+    spec = ArtifactSpec("stored-model", {"source": source.fingerprint(), "config": config.__dict__},
+                        libraries=("torch", "h5py"))
+    outcome = {}
+
+    def build(folder: Path) -> None:
+        outcome["result"] = store_model(source, config, folder / FILE_NAME)
+
+    folder, hit = default_cache().get_or_build(spec, build, description=f"{source.name} as {config.format}")
+    result = outcome.get("result")
+    if result is None:  # cached file: verify it again rather than trust it
+        verified = verify_file(folder / FILE_NAME, source)
+        result_dict = {"format": config.format, "path": str(folder / FILE_NAME), "size_bytes": verified["size_bytes"],
+                       "bit_exact": verified["bit_exact"], "load_s": verified["load_s"]}
+    else:
+        result_dict = {**result.as_dict(), "path": str(folder / FILE_NAME)}
+    report = storage_report(source, config, threads=int(params.get("threads", 2)),
+                            progress=lambda f, m: progress(0.3 + 0.7 * f, m))
+    waterfall = report["waterfalls"][config.embeddings if config.embeddings != "none" else "none"]
+    default_store().add(RunRecord(
+        kind="store", model=source.name, method=f"int8-{'channel' if config.per_channel else 'tensor'}",
+        size_bytes=result_dict["size_bytes"], accuracy=report["fidelity"]["vs_pruned_fp32"]["mean_cosine"],
+        latency_ms=report["latency"]["int8"]["median_ms"], latency_std_ms=report["latency"]["int8"]["std_ms"],
+        threads=report["latency"]["int8"]["threads"],
+        settings={**config.__dict__}, metrics={**result_dict, "waterfall": waterfall, "fidelity": report["fidelity"],
+                                               "fp32_latency_ms": report["latency"]["fp32"]["median_ms"]}))
+    return {"stored": result_dict, "cache_hit": hit, **report}
+
+
+def uploads_dir() -> Path:
+    return Settings.from_env().jobs_dir / "uploads"
+
+
+def save_upload(data: bytes, name: str) -> Path:
+    """Keep an uploaded file where ``verify_job`` can read it (and delete it afterwards)."""
+    folder = uploads_dir() / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    path = folder / Path(name).name
+    path.write_bytes(data)
+    return path
+
+
+def verify_job(params: dict, progress) -> dict:
+    """params: path (from ``save_upload``), model. The upload is deleted afterwards."""
+    path = Path(params["path"])
+    try:
+        progress(0.1, "reloading and comparing outputs")
+        return verify_file(path, resolve(params["model"]))
+    finally:
+        if uploads_dir() in path.parents:
+            shutil.rmtree(path.parent, ignore_errors=True)
