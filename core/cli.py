@@ -19,6 +19,9 @@ from core.errors import SparseLabError
 COMMANDS = {
     "env": "core.commands.env",
     "runs": "core.commands.runs",
+    "store": "core.commands.store",
+    "load": "core.commands.load",
+    "prune": "core.commands.prune",
 }
 
 

@@ -1,0 +1,52 @@
+"""Prune a model's Linear layers (magnitude, block, m:n, random what-if) and score its fidelity.
+
+Prints each Linear layer's element and block sparsity, the overall sparsity of
+the pruned layers, and (for models with a tokenizer) the fidelity to the dense
+model on the project's paraphrase set. ``--save DIR`` writes the pruned model
+as a folder that every command accepts as ``--model DIR``. ``--sweep`` instead
+measures the fidelity curve of several methods over several sparsities.
+"""
+
+from core.errors import SparseLabError
+from core.fidelity_sweep import METHOD_SPECS, SPARSITIES, run_sweep
+from core.model_source import TASKS
+from core.prune_run import prune_and_measure
+from core.pruning.apply import METHODS, PruneConfig
+from core.pruning.block import NORMS
+from core.pruning.magnitude import SCOPES
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default="minilm", help="minilm, bert-base, bert-tiny, a folder or a hub id")
+    parser.add_argument("--task", choices=TASKS, default="base", help="which head to load with the model")
+    parser.add_argument("--method", choices=METHODS, default="magnitude")
+    parser.add_argument("--sparsity", type=float, help="fraction of weights to remove, in [0, 1)")
+    parser.add_argument("--block", default="16x1", help="block ROWSxCOLS (out x in) for block/random, and for "
+                                                        "the block-sparsity stats")
+    parser.add_argument("--mn", default="2:4", help="M:N for --method mn: keep M of every N input weights")
+    parser.add_argument("--scope", choices=SCOPES, default="layer", help="one threshold per layer or global")
+    parser.add_argument("--norm", choices=NORMS, default="l2", help="block score")
+    parser.add_argument("--layers", nargs="+", metavar="PATTERN",
+                        help="layers to prune: glob, plain substring, or re:REGEX (default: encoder layers)")
+    parser.add_argument("--exclude", nargs="+", metavar="PATTERN", default=(), help="layers to keep dense")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random what-if weights")
+    parser.add_argument("--save", metavar="DIR", help="write the pruned model to this new folder")
+    parser.add_argument("--no-fidelity", action="store_true", help="skip scoring against the dense model")
+    parser.add_argument("--sweep", action="store_true", help="measure fidelity vs sparsity instead")
+    parser.add_argument("--methods", nargs="+", default=list(METHOD_SPECS), metavar="SPEC",
+                        help="with --sweep: magnitude, magnitude:global, block:16x1, mn:2:4, random:16x1")
+    parser.add_argument("--sparsities", nargs="+", type=float, default=list(SPARSITIES),
+                        help="with --sweep: the sparsities of each curve")
+
+
+def run(args) -> dict:
+    params = {"method": args.method, "sparsity": args.sparsity, "block": args.block, "mn": args.mn,
+              "scope": args.scope, "norm": args.norm, "patterns": args.layers, "exclude": args.exclude,
+              "seed": args.seed}
+    if args.sweep:
+        if args.save or args.no_fidelity:
+            raise SparseLabError("--sweep measures fidelity and saves nothing: drop --save and --no-fidelity.")
+        shared = {k: params[k] for k in ("norm", "patterns", "exclude", "seed")}
+        return run_sweep(args.model, args.methods, args.sparsities, args.task, shared)
+    config = PruneConfig.from_params(params)
+    return prune_and_measure(args.model, config, args.task, score=not args.no_fidelity, save=args.save)

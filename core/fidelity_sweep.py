@@ -1,0 +1,79 @@
+"""Fidelity vs sparsity: one curve per pruning method, every point in the run store.
+
+The model is loaded and scored dense once; each point restores the dense
+weights, prunes, and scores against the dense answers. m:n fixes its own
+sparsity (2:4 is 50%), so an m:n method is one point, not a curve. All points
+are built and checked before the first is measured, so a bad request records
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Callable, Sequence
+
+from core.prune_run import PruneSession
+from core.pruning.apply import PruneConfig, plan
+from core.run_store import RunStore, default_store
+
+SPARSITIES = (0.0, 0.3, 0.5, 0.7, 0.9, 0.95)
+METHOD_SPECS = ("magnitude", "block:16x1", "mn:2:4")
+
+log = logging.getLogger(__name__)
+
+
+def sweep_configs(specs: Sequence[str], sparsities: Sequence[float], params: dict | None = None) -> list[PruneConfig]:
+    """One validated config per point; ``params`` holds options shared by all (patterns, norm, seed...)."""
+    configs = []
+    for spec in specs:
+        fixed = spec.partition(":")[0] == "mn"
+        configs += [PruneConfig.from_spec(spec, {**(params or {}), "sparsity": s})
+                    for s in ([None] if fixed else sparsities)]
+    return configs
+
+
+def run_sweep(model_name: str = "minilm", specs: Sequence[str] = METHOD_SPECS,
+              sparsities: Sequence[float] = SPARSITIES, task: str = "base", params: dict | None = None,
+              progress: Callable[[float, str], None] = lambda fraction, message: None,
+              store: RunStore | None = None) -> dict:
+    """Measure every (method, sparsity) point; returns the sweep id and one dict per point."""
+    configs = sweep_configs(specs, sparsities, params)
+    progress(0.0, f"loading {model_name}")
+    session = PruneSession.open(model_name, task)
+    for config in configs:
+        plan(session.model, config)
+    store = store or default_store()
+    sweep_id = uuid.uuid4().hex[:12]
+    points = []
+    for index, config in enumerate(configs):
+        message = f"{config.label} at sparsity {config.target_sparsity:g}"
+        progress(index / len(configs), message)
+        log.info("%s", message)
+        result, scored, seconds = session.prune(config)
+        run_id = session.record(store, result, scored, seconds, sweep=sweep_id)
+        points.append({"label": config.label, "method": config.method, "pattern": config.pattern,
+                       "target_sparsity": config.target_sparsity, "sparsity": result.sparsity,
+                       **scored.as_dict(), "run_id": run_id})
+    progress(1.0, f"{len(points)} points measured")
+    return {"model": session.source.name, "sweep_id": sweep_id, "points": points}
+
+
+def recorded_curves(store: RunStore, model: str) -> dict[str, list[dict]]:
+    """Fidelity curves of ``model`` from the run store: per method label, the newest swept point per sparsity."""
+    newest = {}
+    for record in store.query(kind="prune", model=model):  # newest first
+        if "sweep" in record.settings:
+            point = {"sparsity": record.sparsity, **record.metrics, "run_id": record.id}
+            newest.setdefault((record.metrics["label"], record.sparsity), point)
+    curves: dict[str, list[dict]] = {}
+    for (label, _), point in sorted(newest.items(), key=lambda item: item[0][1]):
+        curves.setdefault(label, []).append(point)
+    return curves
+
+
+def sweep_job(params: dict, progress) -> dict:
+    """Job ``prune_sweep``. Params (all optional): model, task, methods (specs), sparsities, patterns, exclude."""
+    options = {k: params[k] for k in ("patterns", "exclude", "norm", "seed") if k in params}
+    return run_sweep(params.get("model", "minilm"), params.get("methods", METHOD_SPECS),
+                     params.get("sparsities", SPARSITIES), params.get("task", "base"), options, progress)
