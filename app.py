@@ -9,6 +9,7 @@ st.set_page_config(page_title="SparseLab", page_icon=":material/grid_on:", layou
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:"),
     st.Page("pages/store.py", title="Store", icon=":material/compress:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
 ]

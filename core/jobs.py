@@ -31,6 +31,7 @@ from core.settings import REPO_ROOT, Settings
 
 # name -> "module:function"; later features add their jobs here.
 JOB_FUNCTIONS: dict[str, str] = {
+    "prune": "core.prune_run:prune_job",
     "prune_sweep": "core.fidelity_sweep:sweep_job",
     "store": "core.storage.jobs:store_job",
     "store_verify": "core.storage.jobs:verify_job",

@@ -32,3 +32,42 @@ def latency_bars(latencies: dict[str, dict], title: str) -> go.Figure:
         marker_color="#0f766e"))
     figure.update_layout(title=title, yaxis_title="ms (median)", height=360, margin={"t": 60})
     return figure
+
+
+def layer_sparsity_bars(layers: list[dict], block: str) -> go.Figure:
+    """Element and block sparsity of every Linear layer, pruned layers first in model order."""
+    names = [layer["name"] for layer in layers]
+    figure = go.Figure([
+        go.Bar(name="element sparsity", x=names, y=[layer["sparsity"] for layer in layers], marker_color="#0f766e"),
+        go.Bar(name=f"block sparsity ({block})", x=names,
+               y=[layer["block_sparsity"] for layer in layers], marker_color="#f59e0b"),
+    ])
+    figure.update_layout(barmode="group", yaxis={"range": [0, 1], "title": "fraction zero"}, height=420,
+                         xaxis={"tickangle": -60, "tickfont": {"size": 9}}, legend={"orientation": "h", "y": 1.1},
+                         margin={"t": 40, "b": 160})
+    return figure
+
+
+def nonzero_heatmap(mask, row_start: int, col_start: int, row_lines: list[float], col_lines: list[float],
+                    title: str) -> go.Figure:
+    """Nonzero = 1 over a window of a weight, with block borders drawn as lines."""
+    rows, cols = mask.shape
+    figure = go.Figure(go.Heatmap(z=mask, x=list(range(col_start, col_start + cols)),
+                                  y=list(range(row_start, row_start + rows)), zmin=0, zmax=1,
+                                  colorscale=[[0, "#f8fafc"], [1, "#0f172a"]], showscale=False))
+    for x in col_lines:
+        figure.add_vline(x=col_start + x, line_width=1, line_color="#ef4444")
+    for y in row_lines:
+        figure.add_hline(y=row_start + y, line_width=1, line_color="#ef4444")
+    figure.update_layout(title=title, height=520, xaxis_title="input (column)", yaxis_title="output (row)",
+                         yaxis={"autorange": "reversed", "scaleanchor": "x"}, margin={"t": 50})
+    return figure
+
+
+def fidelity_curves(curves: dict[str, list[dict]], metric: str, title: str) -> go.Figure:
+    """One line per pruning method: ``metric`` against sparsity."""
+    figure = go.Figure([go.Scatter(name=label, x=[p["sparsity"] for p in points], y=[p[metric] for p in points],
+                                   mode="lines+markers") for label, points in curves.items()])
+    figure.update_layout(title=title, xaxis_title="sparsity of the pruned layers", yaxis_title=metric.replace("_", " "),
+                         height=420, legend={"orientation": "h", "y": 1.12}, margin={"t": 70})
+    return figure

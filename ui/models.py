@@ -16,3 +16,11 @@ def model_picker(key: str, default: str = "minilm", label: str = "Model") -> str
     if choice != OTHER:
         return choice
     return st.text_input("Folder or hub id", key=f"{key}-model-path", placeholder="/path/to/pruned-model").strip()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the pruned model…")
+def loaded_model(name: str):
+    """A model kept in memory between reruns, for views that read its weights (heatmaps, stats)."""
+    from core.model_source import resolve
+
+    return resolve(name).load_model()

@@ -1,0 +1,98 @@
+"""Prune: prune a transformer's Linear layers, see what it did, and what it cost in fidelity."""
+
+import streamlit as st
+
+from core.fidelity_sweep import METHOD_SPECS, SPARSITIES, recorded_curves
+from core.model_source import TASKS
+from core.pruning.apply import METHODS
+from core.pruning.block import parse_block
+from core.pruning.selection import linear_layers
+from core.pruning.stats import heatmap, layer_sparsities
+from ui.charts import fidelity_curves, layer_sparsity_bars, nonzero_heatmap
+from ui.jobs import job_status, start_job
+from ui.models import loaded_model, model_picker
+from ui.resources import run_store
+
+BLOCKS = ["1x1", "4x1", "8x1", "16x1", "32x1", "1x4", "4x4"]
+
+st.title("Prune")
+st.markdown("Magnitude (per layer or global), whole blocks of *rows x columns*, m:n along the input "
+            "dimension, or random what-if block-sparse weights for speed estimates. Embeddings, pooler "
+            "and heads stay dense unless layer patterns say otherwise.")
+
+with st.form("prune"):
+    cols = st.columns(3)
+    with cols[0]:
+        model = model_picker("prune", default="minilm")
+    method = cols[1].selectbox("Method", METHODS)
+    sparsity = cols[2].slider("Sparsity", 0.0, 0.99, 0.9, 0.01, help="Ignored by m:n, which fixes its own.")
+    cols = st.columns(4)
+    block = cols[0].selectbox("Block (rows x cols)", BLOCKS, index=3, help="For block and random; also the "
+                              "block whose sparsity the bars report.")
+    mn = cols[1].selectbox("m:n", ["2:4", "1:4", "4:8", "1:2"])
+    scope = cols[2].radio("Threshold", ["layer", "global"], horizontal=True)
+    task = cols[3].selectbox("Head", TASKS)
+    patterns = st.text_input("Layers to prune (patterns, space-separated)", placeholder="default: encoder layers",
+                             help="glob (*attention*), plain word (intermediate) or re:REGEX")
+    if st.form_submit_button("Prune and measure", type="primary") and model:
+        start_job("prune", {"model": model, "task": task, "method": method,
+                            "sparsity": None if method == "mn" else sparsity, "block": block, "mn": mn,
+                            "scope": scope, "patterns": patterns.split() or None},
+                  label=f"Pruning {model}: {method}")
+
+job = job_status("prune")
+if job and job.status == "done":
+    result = job.result
+    fidelity = result.get("fidelity", {})
+    cols = st.columns(4)
+    cols[0].metric("Sparsity of pruned layers", f"{result['sparsity']:.1%}")
+    cols[1].metric("Mean cosine vs dense", f"{fidelity['mean_cosine']:.3f}" if fidelity else "-")
+    cols[2].metric("Min cosine vs dense", f"{fidelity['min_cosine']:.3f}" if fidelity else "-")
+    cols[3].metric("Paraphrase retrieval", f"{fidelity['retrieval_accuracy']:.1%}" if fidelity else "-")
+    st.caption(f"Pruned model saved as a model source (use it on Store): `{result['folder']}`"
+               + (" · from the cache" if result["cache_hit"] else ""))
+
+    pruned = loaded_model(result["folder"])
+    stats_block = st.selectbox("Block shape for the block-sparsity bars", BLOCKS, index=BLOCKS.index(result["block"])
+                               if result["block"] in BLOCKS else 0)
+    layers = [l.as_dict() for l in layer_sparsities(pruned, parse_block(stats_block))]
+    st.plotly_chart(layer_sparsity_bars(layers, stats_block), width="stretch")
+
+    st.subheader("Weight pattern")
+    weights = linear_layers(pruned)
+    cols = st.columns(4)
+    layer = cols[0].selectbox("Layer", list(weights), index=next(
+        (i for i, name in enumerate(weights) if "encoder." in name), 0))
+    out_features, in_features = weights[layer].weight.shape
+    row = cols[1].number_input("First row", 0, out_features - 1, 0, step=16)
+    col = cols[2].number_input("First column", 0, in_features - 1, 0, step=16)
+    size = cols[3].select_slider("Window", [16, 32, 64, 128], 64)
+    view = heatmap(weights[layer].weight, parse_block(stats_block), int(row), int(col), size, size)
+    st.plotly_chart(nonzero_heatmap(view.mask, view.row_start, view.col_start, view.row_lines, view.col_lines,
+                                    f"{layer}: nonzero = dark, {stats_block} blocks in red"), width="stretch")
+
+st.divider()
+st.subheader("Fidelity vs sparsity")
+st.markdown("Each point prunes the dense model, then compares sentence embeddings with the dense model's on "
+            "the project's 72 paraphrase pairs: mean and worst cosine, and whether each sentence's nearest "
+            "neighbour is still its paraphrase.")
+with st.form("sweep"):
+    cols = st.columns([1, 2, 2])
+    with cols[0]:
+        sweep_model = model_picker("sweep", default="minilm")
+    methods = cols[1].multiselect("Methods", ["magnitude", "magnitude:global", "block:16x1", "block:32x1",
+                                              "block:4x1", "mn:2:4", "random:16x1"], default=list(METHOD_SPECS))
+    sparsities = cols[2].multiselect("Sparsities", [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
+                                     default=list(SPARSITIES))
+    if st.form_submit_button("Run the sweep") and sweep_model and methods and sparsities:
+        start_job("prune_sweep", {"model": sweep_model, "methods": methods, "sparsities": sorted(sparsities)},
+                  label=f"Fidelity sweep of {sweep_model}")
+sweep = job_status("prune_sweep")
+shown_model = sweep.params.get("model", "minilm") if sweep else "minilm"
+curves = recorded_curves(run_store(), shown_model)
+if curves:
+    metric = st.radio("Metric", ["mean_cosine", "min_cosine", "retrieval_accuracy"], horizontal=True)
+    st.plotly_chart(fidelity_curves(curves, metric, f"{shown_model}: {metric.replace('_', ' ')} vs sparsity"),
+                    width="stretch")
+else:
+    st.info(f"No sweep of {shown_model} recorded yet: run one above.")
