@@ -22,6 +22,8 @@ COMMANDS = {
     "store": "core.commands.store",
     "load": "core.commands.load",
     "prune": "core.commands.prune",
+    "tflite": "core.commands.tflite",
+    "tflite-inspect": "core.commands.tflite_inspect",
 }
 
 

@@ -35,6 +35,7 @@ JOB_FUNCTIONS: dict[str, str] = {
     "prune_sweep": "core.fidelity_sweep:sweep_job",
     "store": "core.storage.jobs:store_job",
     "store_verify": "core.storage.jobs:verify_job",
+    "tflite": "core.tflite.pipeline:tflite_job",
 }
 
 ACTIVE = ("queued", "running")

@@ -2,18 +2,18 @@
 
 import streamlit as st
 
-from core.environment import environment_record
+from core.environment import cpu_info, environment_record
 
 
-@st.cache_data
+@st.cache_data(show_spinner="Reading the machine and library versions…")
 def _record() -> dict:
-    return environment_record()
+    return environment_record()  # imports TVM once to ask LLVM for the CPU name
 
 
 def environment_summary() -> None:
-    """One line in the sidebar: CPU, cores, the SIMD that matters."""
-    cpu = _record()["cpu"]
-    st.caption(f"{cpu['model']} · {cpu['cores']} cores · {', '.join(cpu['flags']) or 'no SIMD flags'}")
+    """One line in the sidebar: CPU, cores, the SIMD that matters (cheap: no library imports)."""
+    cpu = cpu_info()
+    st.caption(f"{cpu.model} · {cpu.cores} cores · {', '.join(cpu.flags) or 'no SIMD flags'}")
 
 
 def environment_card() -> None:
