@@ -71,3 +71,16 @@ def fidelity_curves(curves: dict[str, list[dict]], metric: str, title: str) -> g
     figure.update_layout(title=title, xaxis_title="sparsity of the pruned layers", yaxis_title=metric.replace("_", " "),
                          height=420, legend={"orientation": "h", "y": 1.12}, margin={"t": 70})
     return figure
+
+
+def grouped_bars(rows: list[dict], x: str, y: str, group: str, title: str, y_title: str,
+                 error: str | None = None) -> go.Figure:
+    """Bars of ``y`` per ``x``, one colour per ``group`` value, optional error bars."""
+    groups = list(dict.fromkeys(row[group] for row in rows))
+    figure = go.Figure([go.Bar(name=str(g), x=[r[x] for r in rows if r[group] == g], y=[r[y] for r in rows if r[group] == g],
+                               error_y={"type": "data", "array": [r[error] for r in rows if r[group] == g]}
+                               if error else None)
+                        for g in groups])
+    figure.update_layout(title=title, barmode="group", yaxis_title=y_title, height=400,
+                         legend={"orientation": "h", "y": 1.12}, margin={"t": 70})
+    return figure
