@@ -84,3 +84,29 @@ def grouped_bars(rows: list[dict], x: str, y: str, group: str, title: str, y_tit
     figure.update_layout(title=title, barmode="group", yaxis_title=y_title, height=400,
                          legend={"orientation": "h", "y": 1.12}, margin={"t": 70})
     return figure
+
+
+def tradeoff_scatter(rows: list[dict], on_front: list[bool]) -> go.Figure:
+    """Size vs latency, coloured by accuracy; the Pareto front ringed and joined."""
+    placed = [(r, f) for r, f in zip(rows, on_front) if r["size_bytes"] and r["latency_ms"]]
+    figure = go.Figure(go.Scattergl(
+        x=[r["size_bytes"] / MB for r, _ in placed], y=[r["latency_ms"] for r, _ in placed], mode="markers",
+        marker={"color": [r["accuracy"] if r["accuracy"] is not None else float("nan") for r, _ in placed],
+                "colorscale": "Viridis", "colorbar": {"title": "accuracy"}, "size": 8, "opacity": 0.7},
+        text=[f"#{r['id']} {r['kind']} {r['model']} {r['method'] or ''} {r['block'] or ''}" for r, _ in placed],
+        hovertemplate="%{text}<br>%{x:.3f} MB · %{y:.3f} ms<extra></extra>", name="runs"))
+    front = sorted((r for r, f in placed if f), key=lambda r: r["size_bytes"])
+    figure.add_trace(go.Scatter(x=[r["size_bytes"] / MB for r in front], y=[r["latency_ms"] for r in front],
+                                mode="markers+lines", name="Pareto front",
+                                marker={"size": 14, "symbol": "circle-open", "color": "#dc2626", "line": {"width": 2}},
+                                line={"dash": "dot", "color": "#dc2626"}))
+    figure.update_layout(xaxis={"title": "size (MB)", "type": "log"}, yaxis={"title": "latency (ms)", "type": "log"},
+                         height=520, legend={"orientation": "h", "y": 1.08}, margin={"t": 40})
+    return figure
+
+
+def metric_bars(rows: list[dict], metric: str, title: str) -> go.Figure:
+    figure = go.Figure(go.Bar(x=[f"#{r['id']} {r['model']} {r['method'] or ''}" for r in rows],
+                              y=[r[metric] for r in rows], marker_color="#0f766e"))
+    figure.update_layout(title=title, height=300, margin={"t": 50})
+    return figure

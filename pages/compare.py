@@ -1,0 +1,49 @@
+"""Compare: every run on one screen, the trade-offs worth having, and runs side by side."""
+
+import streamlit as st
+
+from core.compare import pareto_front
+from core.run_store import flat_row, rows_to_csv
+from ui.charts import metric_bars, tradeoff_scatter
+from ui.resources import run_store
+
+st.title("Compare")
+store = run_store()
+cols = st.columns(5)
+kinds = cols[0].multiselect("Kind", store.distinct("kind"))
+models = cols[1].multiselect("Model", store.distinct("model"))
+methods = cols[2].multiselect("Method", store.distinct("method"))
+blocks = cols[3].multiselect("Block / pattern", store.distinct("block"))
+sparsity = cols[4].slider("Sparsity", 0.0, 1.0, (0.0, 1.0), 0.01)
+rows = store.summary_rows(kinds=kinds, models=models, methods=methods, blocks=blocks,
+                          sparsity=None if sparsity == (0.0, 1.0) else sparsity)
+st.caption(f"{len(rows)} of {store.count()} runs")
+
+if not rows:
+    st.info("No runs match: measure something on Prune, Store, Export or Compile first.")
+    st.stop()
+
+on_front = pareto_front(rows)
+st.plotly_chart(tradeoff_scatter(rows, on_front), width="stretch")
+st.caption(f"{sum(on_front)} runs on the Pareto front: none of the others is smaller, faster and at least as "
+           "accurate as them. Runs without a size, a latency or an accuracy are not placed on it.")
+
+table = [{**row, "pareto": front} for row, front in zip(rows, on_front)]
+picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+                      key="compare-table", height=320)
+st.download_button("Download these runs (CSV)", rows_to_csv(table),
+                   file_name="sparselab-compare.csv", mime="text/csv", icon=":material/download:")
+
+chosen = [rows[i] for i in picked.selection.rows][:4]
+st.subheader("Side by side")
+if len(chosen) < 2:
+    st.info("Select 2 to 4 runs in the table to compare them side by side.")
+else:
+    records = {r.id: flat_row(r) for r in store.query(ids=[c["id"] for c in chosen])}
+    fields = list(dict.fromkeys(k for c in chosen for k in records[c["id"]]))
+    st.dataframe([{"field": f, **{f"#{c['id']}": str(records[c["id"]].get(f, "")) for c in chosen}} for f in fields],
+                 hide_index=True, width="stretch")
+    cols = st.columns(3)
+    for column, (metric, title) in zip(cols, (("size_bytes", "Size (bytes)"), ("latency_ms", "Latency (ms)"),
+                                              ("accuracy", "Accuracy / fidelity"))):
+        column.plotly_chart(metric_bars(chosen, metric, title), width="stretch")
