@@ -5,6 +5,7 @@ import streamlit as st
 from core.compare import pareto_front
 from core.run_store import flat_row, rows_to_csv
 from ui.charts import metric_bars, tradeoff_scatter
+from ui.format import timestamp
 from ui.resources import run_store
 
 st.title("Compare")
@@ -28,7 +29,7 @@ st.plotly_chart(tradeoff_scatter(rows, on_front), width="stretch")
 st.caption(f"{sum(on_front)} runs on the Pareto front: none of the others is smaller, faster and at least as "
            "accurate as them. Runs without a size, a latency or an accuracy are not placed on it.")
 
-table = [{**row, "pareto": front} for row, front in zip(rows, on_front)]
+table = [{**row, "created": timestamp(row["created"]), "pareto": front} for row, front in zip(rows, on_front)]
 picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
                       key="compare-table", height=320)
 st.download_button("Download these runs (CSV)", rows_to_csv(table),

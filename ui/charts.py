@@ -92,7 +92,8 @@ def tradeoff_scatter(rows: list[dict], on_front: list[bool]) -> go.Figure:
     figure = go.Figure(go.Scattergl(
         x=[r["size_bytes"] / MB for r, _ in placed], y=[r["latency_ms"] for r, _ in placed], mode="markers",
         marker={"color": [r["accuracy"] if r["accuracy"] is not None else float("nan") for r, _ in placed],
-                "colorscale": "Viridis", "colorbar": {"title": "accuracy"}, "size": 8, "opacity": 0.7},
+                "colorscale": "Viridis", "cmin": 0, "cmax": 1, "colorbar": {"title": "accuracy"}, "size": 8,
+                "opacity": 0.7},
         text=[f"#{r['id']} {r['kind']} {r['model']} {r['method'] or ''} {r['block'] or ''}" for r, _ in placed],
         hovertemplate="%{text}<br>%{x:.3f} MB · %{y:.3f} ms<extra></extra>", name="runs"))
     front = sorted((r for r, f in placed if f), key=lambda r: r["size_bytes"])
