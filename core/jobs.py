@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core import sqlite_db
 from core.errors import SparseLabError
 from core.settings import REPO_ROOT, Settings
 
@@ -36,6 +37,7 @@ JOB_FUNCTIONS: dict[str, str] = {
     "store": "core.storage.jobs:store_job",
     "store_verify": "core.storage.jobs:verify_job",
     "tflite": "core.tflite.pipeline:tflite_job",
+    "tvm": "core.tvm.benchmark:run_request",
 }
 
 ACTIVE = ("queued", "running")
@@ -123,16 +125,11 @@ def resolve_function(name: str) -> Callable:
 class JobRunner:
     def __init__(self, jobs_dir: Path):
         self.jobs_dir = Path(jobs_dir)
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.jobs_dir / "jobs.sqlite"
-        with closing(self._connect()) as db:
-            db.executescript(_SCHEMA)
+        sqlite_db.create(self.db_path, _SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.row_factory = sqlite3.Row
-        return db
+        return sqlite_db.connect(self.db_path)
 
     def _update(self, job_id: str, only_if_active: bool = False, **fields) -> None:
         fields["updated"] = time.time()

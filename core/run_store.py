@@ -16,6 +16,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core import sqlite_db
 from core.environment import environment_record
 
 COLUMNS = ("kind", "model", "method", "sparsity", "block", "size_bytes", "accuracy",
@@ -68,15 +69,10 @@ class RunRecord:
 class RunStore:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.executescript(_SCHEMA)
+        sqlite_db.create(self.path, _SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.row_factory = sqlite3.Row
-        return db
+        return sqlite_db.connect(self.path)
 
     def add(self, record: RunRecord) -> int:
         row = asdict(record)

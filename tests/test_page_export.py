@@ -1,30 +1,17 @@
 """The Export page end to end: a real (small) TF-MOT + TFLite job, its results, and inspection."""
 
-from pathlib import Path
-
-from streamlit.testing.v1 import AppTest
-
-from core.jobs import default_runner
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+from tests.pages import finish_job, open_page
 
 
 def test_export_page_runs_and_inspects():
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page("pages/export.py").run()
+    at = open_page("pages/export.py", timeout=180)
     at.multiselect[0].set_value(["mn"])
     at.number_input[0].set_value(2)  # epochs
     at.multiselect[1].set_value(["float", "sparse"])
     at.multiselect[2].set_value([1])
     at.number_input[2].set_value(10)  # timing repeats
     at.button[0].click().run()
-    assert not at.exception
-    [job] = default_runner().list(name="tflite")
-    job = default_runner().wait(job.id, timeout_s=900)
-    assert job.status == "done", job.error
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
+    finish_job(at, "tflite")
     assert len(at.get("plotly_chart")) == 2
     verdicts = [m.value for m in at.info] + [m.value for m in at.success]
     assert any("mn:2:4" in v and "smaller" in v for v in verdicts)
