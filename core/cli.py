@@ -24,6 +24,7 @@ COMMANDS = {
     "prune": "core.commands.prune",
     "tflite": "core.commands.tflite",
     "tflite-inspect": "core.commands.tflite_inspect",
+    "tvm": "core.commands.tvm",
 }
 
 

@@ -111,3 +111,15 @@ def metric_bars(rows: list[dict], metric: str, title: str) -> go.Figure:
                               y=[r[metric] for r in rows], marker_color="#0f766e"))
     figure.update_layout(title=title, height=300, margin={"t": 50})
     return figure
+
+
+def speedup_sweep(points: list[dict], title: str) -> go.Figure:
+    """Kernel speedup over PyTorch's dense Linear vs sparsity, one line per block shape."""
+    blocks = list(dict.fromkeys(p["block"] for p in points))
+    figure = go.Figure([go.Scatter(name=b, x=[p["sparsity"] for p in points if p["block"] == b],
+                                   y=[p["speedup"] for p in points if p["block"] == b], mode="lines+markers")
+                        for b in blocks])
+    figure.add_hline(y=1, line_dash="dot", annotation_text="PyTorch dense")
+    figure.update_layout(title=title, xaxis_title="sparsity", yaxis={"title": "speedup (x)", "type": "log"},
+                         height=400, legend={"orientation": "h", "y": 1.12}, margin={"t": 70})
+    return figure

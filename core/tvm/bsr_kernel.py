@@ -1,0 +1,136 @@
+"""The BSR x dense kernel in TIR: ``Y[M, N] = X[M, K] @ W[N, K]^T`` with ``W`` in BSR form.
+
+Two schedules, because the vector axis must be the one with enough contiguous
+lanes:
+- ``rows``: for tall blocks (block rows >= 16). A block's column is one vector of
+  ``block_rows`` output features; ``tile`` tokens share each loaded block
+  (register tile ``tile x block_rows``), X entries are broadcast.
+- ``tokens``: for thin blocks (1x1 .. 8x1). Reads and writes transposed
+  (``XT[K, M]`` -> ``YT[N, M]``) so ``tile`` consecutive tokens are one vector;
+  each stored weight is broadcast and multiplied into it. Writing ``Y[M, N]``
+  instead scatters every result to its own cache line: 3x slower at 1x1.
+Both parallelise over block rows (output features); the reduction over a block
+row's stored blocks has the data-dependent extent ``indptr[i+1] - indptr[i]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class BsrKernelShape:
+    """Everything the kernel's code depends on; the stored-block count is symbolic, so
+    layers of one shape share one kernel whatever their sparsity."""
+
+    m: int  # tokens (batch * seq_len)
+    k: int  # in features
+    n: int  # out features
+    block: tuple[int, int]
+
+    @property
+    def block_rows_count(self) -> int:
+        return self.n // self.block[0]
+
+
+@dataclass(frozen=True)
+class BsrSchedule:
+    variant: str
+    tile: int  # tokens per register tile
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}/{self.tile}"
+
+
+# Accumulators below this many bytes live on the stack (then in registers); TVM
+# 0.27 sends larger ones, and any non-"global" scope, to a heap workspace.
+_MAX_ACCUMULATOR_BYTES = 1024
+
+
+def _fits(tile: int, rows: int) -> bool:
+    return tile * rows * 4 < _MAX_ACCUMULATOR_BYTES
+
+
+def default_schedule(shape: BsrKernelShape) -> BsrSchedule:
+    """The schedule that measured best for BERT shapes on an AVX-512 CPU (see docs/tvm.md)."""
+    rows = shape.block[0]
+    if rows >= 16:
+        return BsrSchedule("rows", _largest_tile(shape, (8, 4, 2, 1), rows))
+    return BsrSchedule("tokens", _largest_tile(shape, (64, 32, 16, 8, 4, 2, 1), rows))
+
+
+def candidate_schedules(shape: BsrKernelShape) -> list[BsrSchedule]:
+    """Schedules worth measuring for ``shape`` (the tuner picks the fastest)."""
+    rows = shape.block[0]
+    candidates = [BsrSchedule("tokens", t) for t in (16, 32, 64, 128) if shape.m % t == 0 and _fits(t, rows)]
+    if rows >= 4:
+        candidates += [BsrSchedule("rows", t) for t in (4, 6, 8, 12) if shape.m % t == 0 and _fits(t, rows)]
+    return candidates or [default_schedule(shape)]
+
+
+def _largest_tile(shape: BsrKernelShape, options: tuple[int, ...], rows: int) -> int:
+    return next(t for t in options if shape.m % t == 0 and _fits(t, rows))
+
+
+def bsr_matmul(shape: BsrKernelShape, schedule: BsrSchedule):
+    """The PrimFunc ``(X, data, indices, indptr) -> Y`` (``rows``) or ``(XT, ...) -> YT`` (``tokens``).
+
+    Hand-written loops rather than te.compute + Schedule: the data-dependent
+    reduction extent makes create_prim_func nest blocks that schedule
+    primitives cannot reorder across, so the loop nest is spelled out here.
+    """
+    from tvm.script import tirx as T
+
+    m, k, n = shape.m, shape.k, shape.n
+    rows, cols = shape.block
+    tile, block_rows = schedule.tile, shape.block_rows_count
+    if schedule.variant == "rows":
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(x: T.Buffer((m, k), "float32"), data_handle: T.handle, indices_handle: T.handle,
+                   indptr: T.Buffer((block_rows + 1,), "int32"), y: T.Buffer((m, n), "float32")):
+            nnz = T.int32()
+            data = T.match_buffer(data_handle, (nnz, cols, rows), "float32")
+            indices = T.match_buffer(indices_handle, (nnz,), "int32")
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            for i in T.parallel(block_rows):
+                for to in range(m // tile):
+                    acc = T.decl_buffer((tile, rows), "float32", scope="global")
+                    for ti in T.unroll(tile):
+                        for r in T.vectorized(rows):
+                            acc[ti, r] = T.float32(0)
+                    start: T.int32 = indptr[i]
+                    for j in range(indptr[i + 1] - start):
+                        for c in T.unroll(cols):
+                            column: T.int32 = indices[start + j] * cols + c
+                            for ti in T.unroll(tile):
+                                for r in T.vectorized(rows):
+                                    acc[ti, r] = acc[ti, r] + data[start + j, c, r] * x[to * tile + ti, column]
+                    for ti in T.unroll(tile):
+                        for r in T.vectorized(rows):
+                            y[to * tile + ti, i * rows + r] = acc[ti, r]
+        return kernel
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(xt: T.Buffer((k, m), "float32"), data_handle: T.handle, indices_handle: T.handle,
+               indptr: T.Buffer((block_rows + 1,), "int32"), yt: T.Buffer((n, m), "float32")):
+        nnz = T.int32()
+        data = T.match_buffer(data_handle, (nnz, cols, rows), "float32")
+        indices = T.match_buffer(indices_handle, (nnz,), "int32")
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        for i in T.parallel(block_rows):
+            for to in range(m // tile):
+                acc = T.decl_buffer((rows, tile), "float32", scope="global")
+                for r in T.unroll(rows):
+                    for ti in T.vectorized(tile):
+                        acc[r, ti] = T.float32(0)
+                start: T.int32 = indptr[i]
+                for j in range(indptr[i + 1] - start):
+                    for c in T.unroll(cols):
+                        column: T.int32 = indices[start + j] * cols + c
+                        for r in T.unroll(rows):
+                            for ti in T.vectorized(tile):
+                                acc[r, ti] = acc[r, ti] + data[start + j, c, r] * xt[column, to * tile + ti]
+                for r in T.unroll(rows):
+                    for ti in T.vectorized(tile):
+                        yt[i * rows + r, to * tile + ti] = acc[r, ti]
+    return kernel

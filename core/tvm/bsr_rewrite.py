@@ -1,0 +1,173 @@
+"""The Relax pass that gives every Linear layer a scheduled kernel, and its report.
+
+torch.export imports a Linear as ``matmul(x, permute_dims(W))`` with ``W`` a
+constant. Each such matmul becomes a ``call_tir`` of
+- the BSR kernel, with ``(data, indices, indptr)`` constants, when the weight's
+  block sparsity reaches the threshold and the block shape divides the weight;
+- otherwise the packed dense kernel (Relax's own matmul is left unscheduled by
+  the default CPU pipeline: ~45 s per BERT-base inference).
+Kernels are shared between layers of the same shape and schedule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from core.tvm import bsr_format, bsr_kernel, dense_kernel
+
+DEFAULT_THRESHOLD = 0.8
+
+
+@dataclass(frozen=True)
+class RewriteOptions:
+    """``block=None`` keeps every Linear dense (the dense TVM baseline)."""
+
+    block: tuple[int, int] | None = (1, 1)
+    threshold: float = DEFAULT_THRESHOLD
+    # layer shape (m, k, n, block) -> schedule, e.g. measured by core.tvm.tuning
+    schedules: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    name: str
+    shape: tuple[int, int]  # (out_features, in_features)
+    block: str | None
+    block_sparsity: float | None
+    nnz_blocks: int | None
+    kernel: str  # "bsr" or "dense"
+    schedule: str
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "shape": list(self.shape)}
+
+
+def weight_key(weight: np.ndarray) -> str:
+    """Identifies a weight matrix by content, to name Relax constants after torch modules."""
+    return hashlib.blake2b(np.ascontiguousarray(weight).tobytes(), digest_size=16).hexdigest()
+
+
+def linear_names(model) -> dict[str, str]:
+    """``weight_key`` -> module name for every torch Linear of ``model``."""
+    import torch
+
+    return {weight_key(module.weight.detach().numpy()): name
+            for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+
+
+def _decide(weight: np.ndarray, options: RewriteOptions) -> tuple[bsr_format.BsrMatrix | None, str]:
+    """The BSR form if this weight should be sparse, else None and why not."""
+    if options.block is None:
+        return None, "dense build"
+    block = tuple(options.block)
+    if not bsr_format.divides(weight.shape, block):
+        return None, f"block {block[0]}x{block[1]} does not divide {weight.shape[0]}x{weight.shape[1]}: kept dense"
+    mask = bsr_format.block_mask(weight, block)
+    sparsity = 1.0 - mask.mean()
+    if sparsity < options.threshold:
+        return None, f"block sparsity {sparsity:.3f} < threshold {options.threshold}: kept dense"
+    return bsr_format.to_bsr(weight, block), ""
+
+
+def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None = None):
+    """``(new module, [LayerReport])``: every constant-weight matmul swapped for a kernel."""
+    from tvm import relax
+    from tvm.ir import Op
+    from tvm.ir.expr import Constant
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    names = names or {}
+    reports: list[LayerReport] = []
+
+    @mutator
+    class LinearRewriter(PyExprMutator):
+        def __init__(self, module):
+            super().__init__(module)
+            self.kernels = {}
+
+        def kernel(self, key, build):
+            if key not in self.kernels:
+                self.kernels[key] = self.builder_.add_func(build(), f"{key[0]}_{'_'.join(map(str, key[1:]))}")
+            return self.kernels[key]
+
+        def bound(self, expr):
+            return self.lookup_binding(expr) if isinstance(expr, relax.Var) else expr
+
+        def weight_of(self, expr):
+            """The constant ``W`` when ``expr`` is ``permute_dims(W)`` of a 2-D constant, else None.
+
+            torch.export turns some Linears (BERT's attention output, batch > 1) into
+            ``bmm(x, broadcast_to(permute_dims(W), [B, K, N]))``: the broadcast is peeled.
+            """
+            expr = self.bound(expr)
+            if isinstance(expr, relax.Call) and expr.op == Op.get("relax.broadcast_to"):
+                expr = self.bound(expr.args[0])
+            if not (isinstance(expr, relax.Call) and expr.op == Op.get("relax.permute_dims")):
+                return None
+            axes = expr.attrs.axes
+            if axes is not None and [int(a) for a in axes] != [1, 0]:
+                return None
+            source = self.bound(expr.args[0])
+            if not isinstance(source, Constant) or len(source.ty.shape) != 2:
+                return None
+            return source
+
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if call.op != Op.get("relax.matmul") or str(call.ty.dtype) != "float32":
+                return call
+            constant = self.weight_of(call.args[1])
+            if constant is None:
+                return call
+            weight = constant.value.numpy()
+            return self.linear(call.args[0], weight, names.get(weight_key(weight), f"linear{len(reports)}"))
+
+        def linear(self, x, weight, name):
+            n, k = weight.shape
+            leading = [int(d) for d in x.ty.shape][:-1]
+            m = int(np.prod(leading))
+            x2 = x if len(leading) == 1 else self.builder_.emit(relax.op.reshape(x, (m, k)))
+            bsr, note = _decide(weight, options)
+            if bsr is None:
+                y, label = self.dense(x2, weight, m)
+                reports.append(LayerReport(name, (n, k), None, None, None, "dense", label, note))
+            else:
+                y, label = self.sparse(x2, bsr, m)
+                reports.append(LayerReport(name, (n, k), f"{bsr.block[0]}x{bsr.block[1]}",
+                                           round(bsr.block_sparsity, 4), bsr.nnz_blocks, "bsr", label))
+            return y if len(leading) == 1 else relax.op.reshape(y, (*leading, n))
+
+        def dense(self, x2, weight, m):
+            n, k = weight.shape
+            schedule = dense_kernel.default_schedule(m, n)
+            gv = self.kernel(("dense", m, k, n, schedule.lanes, schedule.tile),
+                             lambda: dense_kernel.dense_matmul(m, k, n, schedule))
+            args = [x2, relax.const(dense_kernel.pack_weight(weight, schedule.lanes))]
+            return self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((m, n), "float32"))), schedule.label
+
+        def sparse(self, x2, bsr, m):
+            n, k = bsr.shape
+            shape = bsr_kernel.BsrKernelShape(m, k, n, bsr.block)
+            schedule = options.schedules.get(shape) or bsr_kernel.default_schedule(shape)
+            gv = self.kernel(("bsr", m, k, n, *bsr.block, schedule.variant, schedule.tile),
+                             lambda: bsr_kernel.bsr_matmul(shape, schedule))
+            arrays = [relax.const(bsr.data), relax.const(bsr.indices), relax.const(bsr.indptr)]
+            if schedule.variant == "rows":
+                y = self.builder_.emit(relax.call_tir(gv, [x2, *arrays], relax.TensorType((m, n), "float32")))
+                return y, schedule.label
+            # XT in, YT out; both transposes fuse into the neighbouring elementwise ops
+            xt = self.builder_.emit(relax.op.permute_dims(x2))
+            yt = self.builder_.emit(relax.call_tir(gv, [xt, *arrays], relax.TensorType((n, m), "float32")))
+            return self.builder_.emit(relax.op.permute_dims(yt)), schedule.label
+
+    rewriter = LinearRewriter(mod)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+    new_mod = rewriter.builder_.get()
+    new_mod = relax.transform.EliminateCommonSubexpr()(new_mod)  # one X^T per shared input (Q, K, V)
+    return relax.transform.DeadCodeElimination()(new_mod), reports

@@ -1,0 +1,204 @@
+"""Compile a (pruned) transformers model with TVM, cache the library, load it back.
+
+Pipeline: torch.export -> Relax -> every Linear to a BSR or packed dense kernel
+(``bsr_rewrite``) -> legalize + fuse (Relax's CPU passes) -> schedule the rest
+(``schedules``) -> lower -> ``export_library``. The library embeds the weights,
+so its cache key has everything that changes its bytes: the weights' content
+and sparsity pattern, the block shape, the threshold, the input shape, the target
+(CPU, threads) and the TVM version. A hit loads in about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
+from core.errors import SparseLabError
+from core.tvm.bsr_rewrite import LayerReport, RewriteOptions, linear_names, rewrite_linears
+from core.tvm.relax_import import INPUT_NAMES, InputShape, import_model
+from core.tvm.target import host_target, set_runtime_threads, target_description
+from core.tvm.tuning import tuned_schedules
+
+log = logging.getLogger(__name__)
+
+LIBRARY_FILE = "model.so"
+REPORT_FILE = "report.json"
+ARTIFACT_KIND = "tvm-library"
+BUILD_LIBRARIES = ("apache-tvm", "apache-tvm-ffi", "torch", "transformers")
+# Bump when kernels or schedules change, so old libraries are not reused.
+SCHEDULE_VERSION = 8
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    shape: InputShape = InputShape()
+    threads: int = 1
+    rewrite: RewriteOptions = RewriteOptions()
+    tune: bool = False  # measure each layer shape's BSR schedules (core.tvm.tuning) instead of defaults
+
+    def key_parts(self) -> dict:
+        block = self.rewrite.block
+        return {"batch": self.shape.batch, "seq_len": self.shape.seq_len,
+                "block": list(block) if block else None, "threshold": self.rewrite.threshold,
+                "schedules": sorted(f"{k}={v.label}" for k, v in self.rewrite.schedules.items()),
+                "target": target_description(self.threads), "schedule_version": SCHEDULE_VERSION}
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """A compiled library in the artifact cache and what its build reported."""
+
+    path: Path
+    layers: tuple[LayerReport, ...]
+    compile_s: float  # of the build that produced it (also reported on a cache hit)
+    cache_hit: bool
+    load_s: float  # wall time of this compile_model call: the whole build on a miss, hashing + lookup on a hit
+    unscheduled: tuple[str, ...]
+    shape: InputShape
+    threads: int
+
+    @property
+    def library_bytes(self) -> int:
+        return (self.path / LIBRARY_FILE).stat().st_size
+
+    @property
+    def converted_layers(self) -> int:
+        return sum(layer.kernel == "bsr" for layer in self.layers)
+
+    def runner(self) -> "Runner":
+        return Runner(self.path / LIBRARY_FILE, self.threads)
+
+
+class Runner:
+    """The loaded library on a Relax VM: ``run(inputs) -> numpy`` (first output)."""
+
+    def __init__(self, library: Path, threads: int):
+        import tvm
+        from tvm import relax
+
+        set_runtime_threads(threads)
+        self.device = tvm.cpu()
+        self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self.device)
+        self._main = self.vm["main"]
+
+    def to_device(self, inputs: dict) -> list:
+        import tvm
+
+        return [tvm.runtime.tensor(np.ascontiguousarray(_numpy(inputs[name])), self.device) for name in INPUT_NAMES]
+
+    def run_device(self, args: list):
+        return self._main(*args)
+
+    def run(self, inputs: dict) -> np.ndarray:
+        out = self.run_device(self.to_device(inputs))
+        return (out if hasattr(out, "numpy") else out[0]).numpy()  # the importer returns a tuple
+
+
+def _numpy(value) -> np.ndarray:
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+
+
+def weights_fingerprint(model) -> dict:
+    """Content hash of every parameter and buffer, and hash of which Linear weights are zero."""
+    import torch
+
+    content, pattern = hashlib.blake2b(digest_size=16), hashlib.blake2b(digest_size=16)
+    content.update(type(model).__name__.encode())
+    content.update(model.config.to_json_string().encode())
+    for name, tensor in model.state_dict().items():
+        array = tensor.detach().contiguous().numpy()
+        content.update(name.encode())
+        content.update(array.tobytes())
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            pattern.update(name.encode())
+            pattern.update(np.packbits(module.weight.detach().numpy() != 0).tobytes())
+    return {"weights": content.hexdigest(), "sparsity_pattern": pattern.hexdigest()}
+
+
+def relax_to_library(mod, target, progress: Progress):
+    """Legalize, fuse, schedule and build a rewritten Relax module; returns (executable, unscheduled)."""
+    import tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    from core.tvm.fast_math import fast_math_pass
+    from core.tvm.schedules import schedule_pass, unscheduled
+
+    with target:
+        progress(0.45, "legalizing and fusing")
+        mod = tvm.transform.Sequential([fast_math_pass(), *cpu.library_dispatch_passes(target),
+                                        *cpu.legalize_passes(target)])(mod)
+        progress(0.55, "scheduling")
+        mod = schedule_pass()(mod)
+        left = unscheduled(mod)
+        if left:
+            log.warning("unscheduled TIR functions (naive loops): %s", ", ".join(left))
+        lower = tvm.transform.Sequential(cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))
+    progress(0.65, "generating code (LLVM)")
+    return tvm.compile(mod, target, relax_pipeline=lower), left
+
+
+def _build(model, options: CompileOptions, progress: Progress) -> Callable[[Path], None]:
+    def build(directory: Path) -> None:
+        start = time.perf_counter()
+        progress(0.05, "exporting with torch.export")
+        mod = import_model(model, options.shape)
+        progress(0.3, "rewriting Linear layers")
+        mod, layers = rewrite_linears(mod, options.rewrite, linear_names(model))
+        try:
+            executable, left = relax_to_library(mod, host_target(options.threads), progress)
+            progress(0.9, "writing the library")
+            executable.export_library(str(directory / LIBRARY_FILE))
+        except SparseLabError:
+            raise
+        except Exception as exc:  # TVM raises its own error types from C++
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SparseLabError(f"TVM failed to compile the model: {first}") from exc
+        report = {"layers": [layer.as_dict() for layer in layers], "unscheduled": left,
+                  "compile_s": time.perf_counter() - start}
+        (directory / REPORT_FILE).write_text(json.dumps(report, indent=1))
+
+    return build
+
+
+def compile_model(model, options: CompileOptions, *, name: str = "model", cache: ArtifactCache | None = None,
+                  progress: Progress | None = None) -> CompiledModel:
+    """Compile ``model`` (eval mode, pruned or not) for ``options``, or reuse the cached library."""
+    progress = progress or (lambda fraction, message: None)
+    start = time.perf_counter()
+    if options.tune and options.rewrite.block:
+        progress(0.0, "measuring BSR schedules")
+        schedules = tuned_schedules(model, block=options.rewrite.block, threshold=options.rewrite.threshold,
+                                    tokens=options.shape.batch * options.shape.seq_len, threads=options.threads,
+                                    cache=cache)
+        options = replace(options, tune=False, rewrite=replace(options.rewrite, schedules=schedules))
+    progress(0.02, "hashing weights")
+    spec = ArtifactSpec(kind=ARTIFACT_KIND, libraries=BUILD_LIBRARIES, cpu_specific=True,
+                        inputs={**weights_fingerprint(model), **options.key_parts()})
+    path, hit = (cache or default_cache()).get_or_build(spec, _build(model, options, progress),
+                                                        description=f"TVM {name} {_describe(options)}")
+    report = json.loads((path / REPORT_FILE).read_text())
+    progress(1.0, "cached library" if hit else "compiled")
+    return CompiledModel(path=path, layers=tuple(_layer(d) for d in report["layers"]),
+                         compile_s=report["compile_s"], cache_hit=hit, load_s=time.perf_counter() - start,
+                         unscheduled=tuple(report["unscheduled"]), shape=options.shape, threads=options.threads)
+
+
+def _describe(options: CompileOptions) -> str:
+    block = options.rewrite.block
+    sparse = f"BSR {block[0]}x{block[1]} >= {options.rewrite.threshold}" if block else "dense"
+    return f"{sparse}, batch {options.shape.batch} x {options.shape.seq_len}, {options.threads} threads"
+
+
+def _layer(data: dict) -> LayerReport:
+    return LayerReport(**{**data, "shape": tuple(data["shape"])})

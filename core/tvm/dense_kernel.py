@@ -1,0 +1,64 @@
+"""The dense Linear kernel in TIR: ``Y[M, N] = X[M, K] @ W[N, K]^T`` with W pre-packed.
+
+The weight is a compile-time constant, so it is packed once into panels
+``Wp[N / lanes, K, lanes]``: the inner loop then streams one contiguous panel
+while a ``tile x lanes`` block of Y stays in vector registers (broadcast X,
+fused multiply-add). Outer (token tile, panel) pairs run in parallel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DenseSchedule:
+    lanes: int  # output features per panel (the vector axis)
+    tile: int  # tokens per register tile
+
+    @property
+    def label(self) -> str:
+        return f"dense/{self.lanes}x{self.tile}"
+
+
+def default_schedule(m: int, n: int) -> DenseSchedule:
+    """32 features x 8 tokens: 16 AVX-512 accumulators (8 x 2 zmm); 1 KB, the stack limit."""
+    lanes = next(l for l in (32, 16, 8, 4, 2, 1) if n % l == 0)
+    tile = next(t for t in (8, 4, 2, 1) if m % t == 0 and t * lanes * 4 <= 1024)
+    return DenseSchedule(lanes, tile)
+
+
+def pack_weight(weight: np.ndarray, lanes: int) -> np.ndarray:
+    """``W[N, K]`` -> ``Wp[N / lanes, K, lanes]``."""
+    n, k = weight.shape
+    return np.ascontiguousarray(weight.reshape(n // lanes, lanes, k).transpose(0, 2, 1), dtype=np.float32)
+
+
+def dense_matmul(m: int, k: int, n: int, schedule: DenseSchedule):
+    """The scheduled PrimFunc ``(X, Wp) -> Y``."""
+    from tvm import s_tir, te
+
+    lanes, tile = schedule.lanes, schedule.tile
+    x = te.placeholder((m, k), name="X")
+    packed = te.placeholder((n // lanes, k, lanes), name="Wp")
+    r = te.reduce_axis((0, k), name="k")
+    y = te.compute((m, n), lambda i, j: te.sum(x[i, r] * packed[j // lanes, r, j % lanes], axis=r), name="Y")
+    sch = s_tir.Schedule(te.create_prim_func([x, packed, y]))
+    block = sch.get_sblock("Y")
+    token, feature, reduction = sch.get_loops(block)
+    panel, lane = sch.split(feature, [None, lanes])
+    tile_outer, tile_inner = sch.split(token, [None, tile])
+    sch.reorder(tile_outer, panel, reduction, tile_inner, lane)
+    # "global", not "local": TVM 0.27 puts only global-scope allocations < 1 KB on the stack.
+    accumulator = sch.cache_write(block, 0, "global")
+    sch.reverse_compute_at(accumulator, panel)
+    sch.vectorize(sch.get_loops(accumulator)[-1])
+    sch.parallel(sch.fuse(tile_outer, panel))
+    sch.unroll(tile_inner)
+    sch.vectorize(lane)
+    sch.decompose_reduction(block, reduction)
+    # opaque: FuseOps must not merge it with its epilogue, which would drop this schedule
+    func = sch.mod["main"].without_attr("global_symbol")  # named by the module it joins
+    return func.with_attrs({"tirx.is_scheduled": True, "op_pattern": 8})

@@ -1,0 +1,83 @@
+"""Choose each Linear shape's BSR schedule by measuring it, and cache the choice.
+
+Per distinct (tokens, in, out, block) of the layers that will be converted, one
+representative layer's real BSR arrays run every candidate schedule
+(``bsr_kernel.candidate_schedules``); the fastest median wins. The choice is
+stored in the artifact cache keyed by the shape, the layer's block density
+(rounded to 1%), the candidates and the CPU, so it is measured once per machine.
+The kernel alone is timed: a ``tokens`` choice also brings transposes around
+it, which the whole-model numbers include and this does not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
+from core.timing import measure
+from core.tvm import bsr_format
+from core.tvm.bsr_kernel import BsrKernelShape, BsrSchedule, bsr_matmul, candidate_schedules
+from core.tvm.target import host_target, set_runtime_threads
+
+CHOICE_FILE = "schedule.json"
+
+
+def layers_to_convert(model, block: tuple[int, int], threshold: float) -> dict[tuple[int, int], np.ndarray]:
+    """One weight per (out, in) shape among the Linears the rewrite will turn into BSR."""
+    import torch
+
+    chosen = {}
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            weight = module.weight.detach().numpy()
+            if weight.shape not in chosen and bsr_format.divides(weight.shape, block) \
+                    and 1.0 - bsr_format.block_mask(weight, block).mean() >= threshold:
+                chosen[weight.shape] = weight
+    return chosen
+
+
+def schedule_timings(shape: BsrKernelShape, weight: np.ndarray, threads: int,
+                     repeats: int = 10) -> dict[BsrSchedule, float]:
+    """Median ms of every candidate schedule on ``weight``'s BSR form (X random, ``shape.m`` tokens)."""
+    import tvm
+
+    bsr = bsr_format.to_bsr(weight, shape.block)
+    device, target = tvm.cpu(), host_target(threads)
+    set_runtime_threads(threads)
+    x = np.random.default_rng(0).standard_normal((shape.m, shape.k)).astype(np.float32)
+    arrays = [tvm.runtime.tensor(a, device) for a in (bsr.data, bsr.indices, bsr.indptr)]
+    timings = {}
+    for schedule in candidate_schedules(shape):
+        module = tvm.IRModule({"main": bsr_matmul(shape, schedule).with_attr("global_symbol", "main")})
+        kernel = tvm.compile(module, target=target)["main"]
+        transposed = schedule.variant == "tokens"
+        lhs = tvm.runtime.tensor(np.ascontiguousarray(x.T if transposed else x), device)
+        out = tvm.runtime.tensor(np.zeros((shape.n, shape.m) if transposed else (shape.m, shape.n), np.float32),
+                                 device)
+        timings[schedule] = measure(lambda: kernel(lhs, *arrays, out), threads=threads, repeats=repeats).median_ms
+    return timings
+
+
+def tuned_schedules(model, *, block: tuple[int, int], threshold: float, tokens: int, threads: int,
+                    cache: ArtifactCache | None = None) -> dict[BsrKernelShape, BsrSchedule]:
+    """The measured-best schedule for each converted layer shape of ``model`` (cached per machine)."""
+    cache = cache or default_cache()
+    choices = {}
+    for (n, k), weight in layers_to_convert(model, block, threshold).items():
+        shape = BsrKernelShape(tokens, k, n, block)
+        density = round(float(bsr_format.block_mask(weight, block).mean()), 2)
+        spec = ArtifactSpec(kind="tvm-bsr-schedule", libraries=("apache-tvm",), cpu_specific=True, inputs={
+            "shape": [tokens, k, n, *block], "density": density, "threads": threads,
+            "candidates": [s.label for s in candidate_schedules(shape)]})
+
+        def build(directory: Path, shape=shape, weight=weight) -> None:
+            timings = schedule_timings(shape, weight, threads)
+            best = min(timings, key=timings.get)
+            (directory / CHOICE_FILE).write_text(json.dumps({"variant": best.variant, "tile": best.tile}))
+
+        path, _ = cache.get_or_build(spec, build, description=f"BSR schedule {tokens}x{k}x{n} {block}")
+        choices[shape] = BsrSchedule(**json.loads((path / CHOICE_FILE).read_text()))
+    return choices

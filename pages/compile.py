@@ -1,0 +1,72 @@
+"""Compile: a transformer through TVM with Block Sparse Row kernels, against PyTorch on the same cores."""
+
+import streamlit as st
+
+from ui.charts import latency_bars, speedup_sweep
+from ui.jobs import job_status, start_job
+from ui.models import model_picker
+
+BLOCKS = ["1x1", "4x1", "8x1", "16x1", "32x1"]
+
+st.title("Compile")
+st.markdown("The TVM *deploy_sparse* idea rebuilt for TVM 0.27 (Relax, no Relay, no sparse ops): the model is "
+            "exported with `torch.export`, imported into Relax, every Linear whose weight is sparse enough "
+            "becomes a hand-scheduled Block Sparse Row kernel, the rest gets real CPU schedules, and the "
+            "library is cached. PyTorch eager, TVM dense and TVM sparse are timed one after the other on the "
+            "same threads.")
+
+with st.form("tvm"):
+    cols = st.columns(3)
+    with cols[0]:
+        model = model_picker("tvm", default="bert-base", label="Dense model")
+    weights = cols[1].radio("Sparse weights", ["what-if random", "prune now", "pruned folder"],
+                            help="what-if: random block-sparse weights at a sparsity, to see how fast the model "
+                                 "would be if it were pruned; prune now: magnitude/block pruning of the model; "
+                                 "pruned folder: a model saved by Prune (also the dense baseline).")
+    folder = cols[2].text_input("Pruned folder", placeholder="only for 'pruned folder'")
+    cols = st.columns(4)
+    sparsity = cols[0].slider("Sparsity", 0.5, 0.99, 0.9, 0.01)
+    block = cols[1].selectbox("BSR block", BLOCKS, index=3)
+    method = cols[2].selectbox("Pruning (prune now)", ["magnitude", "block"])
+    threshold = cols[3].slider("Convert layers at least this sparse", 0.0, 0.99, 0.8, 0.01)
+    cols = st.columns(4)
+    seq_len = cols[0].number_input("Sequence length", 8, 512, 128, step=8)
+    threads = cols[1].number_input("Threads", 1, 64, 2)
+    repeats = cols[2].number_input("Timing repeats", 5, 200, 20)
+    with cols[3]:
+        tune = st.toggle("Tune BSR schedules", help="Measure the schedule candidates per layer shape (cached).")
+        sweep = st.toggle("Block-shape sweep", value=True, help="One 768x768 layer over blocks x sparsities.")
+    if st.form_submit_button("Compile and benchmark", type="primary") and model:
+        params = {"model": model, "block": block, "threshold": threshold, "seq_len": int(seq_len),
+                  "threads": int(threads), "repeats": int(repeats), "tune": tune, "sweep": sweep}
+        params.update({"what-if random": {"whatif": sparsity}, "prune now": {"prune": f"{method}:{sparsity}"},
+                       "pruned folder": {"weights": folder.strip()}}[weights])
+        start_job("tvm", params, label=f"Compiling {model} ({weights})")
+
+job = job_status("tvm")
+if job and job.status == "done":
+    result = job.result
+    cols = st.columns(5)
+    cols[0].metric("PyTorch dense", f"{result['torch_dense_ms']:.1f} ms")
+    cols[1].metric("TVM dense", f"{result['tvm_dense_ms']:.1f} ms", f"{result['tvm_dense_vs_torch']:.2f}x PyTorch",
+                   delta_color="off")
+    cols[2].metric("TVM sparse", f"{result['tvm_sparse_ms']:.1f} ms",
+                   f"{result['sparse_speedup_vs_torch']:.2f}x faster than PyTorch", delta_color="off")
+    cols[3].metric("Converted to BSR", f"{result['converted_layers']}/{result['total_layers']}")
+    cols[4].metric("Matches PyTorch", "yes" if result["allclose"] else "NO",
+                   f"max error {result['max_abs_error']:.1e}", delta_color="off")
+    st.caption(f"{result['model']} · block {result['block']} · seq {result['seq_len']} · {result['threads']} threads · "
+               f"compile {result['compile_s']:.1f} s (dense {result['dense_compile_s']:.1f} s) · "
+               f"cache {'hit' if result['cache_hit'] else 'miss'} · peak memory {result['peak_rss_mb']:.0f} MB")
+    left, right = st.columns(2)
+    left.plotly_chart(latency_bars({"PyTorch dense": result["timings"]["torch_dense"],
+                                    "TVM dense": result["timings"]["tvm_dense"],
+                                    "TVM sparse": result["timings"]["tvm_sparse"]},
+                                   f"Whole model, batch 1, seq {result['seq_len']}"), width="stretch")
+    if result.get("sweep"):
+        right.plotly_chart(speedup_sweep(result["sweep"], "One 768x768 layer: BSR kernel vs PyTorch dense"),
+                           width="stretch")
+    if result["unscheduled"]:
+        st.warning(f"Functions left without a schedule (slow loops): {', '.join(result['unscheduled'])}")
+    with st.expander("Which layers became BSR"):
+        st.dataframe(result["layers"], hide_index=True, width="stretch")

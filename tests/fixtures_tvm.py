@@ -1,0 +1,57 @@
+"""Fixtures and weight helpers for the TVM tests (imported explicitly; conftest.py is the lead's).
+
+Weights are prepared here with plain numpy, so these tests do not depend on
+core.pruning: the engine takes any already-pruned torch model.
+"""
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from core.artifact_cache import ArtifactCache
+from core.model_source import resolve
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SEQ_LEN = 16
+
+
+def random_block_sparse(shape, sparsity, block, seed=0) -> np.ndarray:
+    """A float32 matrix with ``round(sparsity * blocks)`` all-zero blocks and no zeros elsewhere."""
+    rng = np.random.default_rng(seed)
+    grid = (shape[0] // block[0], shape[1] // block[1])
+    keep = np.ones(grid[0] * grid[1], dtype=bool)
+    keep[rng.choice(keep.size, round(sparsity * keep.size), replace=False)] = False
+    mask = np.kron(keep.reshape(grid), np.ones(block, dtype=bool))
+    values = rng.uniform(0.5, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
+    return (values * mask).astype(np.float32)
+
+
+def magnitude_prune_(model, sparsity: float, skip: tuple[str, ...] = ()) -> None:
+    """Zero the smallest ``sparsity`` of each Linear weight, in place (layers named in ``skip`` stay dense)."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and name not in skip:
+                weight = module.weight.numpy()
+                cutoff = np.quantile(np.abs(weight), sparsity)
+                weight[np.abs(weight) < cutoff] = 0.0
+
+
+@pytest.fixture(scope="session")
+def _tiny_dense():
+    return resolve("bert-tiny").load_model()
+
+
+@pytest.fixture
+def tiny_model(_tiny_dense):
+    """A fresh bert-tiny (2 layers, hidden 128, seeded weights) that a test may prune."""
+    return copy.deepcopy(_tiny_dense)
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    """One artifact cache for a test module, so compiled libraries are shared by its tests."""
+    return ArtifactCache(tmp_path_factory.mktemp("tvm-cache"), cap_bytes=10**10)

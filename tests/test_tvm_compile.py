@@ -1,0 +1,91 @@
+"""End to end on bert-tiny: import, rewrite, schedule, build, allclose to PyTorch, cache round trip."""
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import SparseLabError
+from core.tvm.bsr_rewrite import RewriteOptions
+from core.tvm.compile import CompileOptions, compile_model
+from core.tvm.relax_import import InputShape, example_inputs, export_model, to_relax
+from tests.fixtures_tvm import SEQ_LEN, _tiny_dense, magnitude_prune_, module_cache, tiny_model  # noqa: F401
+
+SHAPE = InputShape(batch=2, seq_len=SEQ_LEN)
+
+
+def _torch_output(model, inputs):
+    with torch.no_grad():
+        return model(**inputs)[0].numpy()
+
+
+@pytest.mark.parametrize("block", [(1, 1), (16, 1), None], ids=["bsr-1x1", "bsr-16x1", "dense"])
+def test_compiled_model_matches_pytorch_with_the_same_pruned_weights(tiny_model, module_cache, block):
+    magnitude_prune_(tiny_model, 0.9)
+    options = CompileOptions(SHAPE, threads=2, rewrite=RewriteOptions(block=block, threshold=0.0 if block else 0.8))
+    compiled = compile_model(tiny_model, options, name="bert-tiny", cache=module_cache)
+    assert compiled.unscheduled == ()  # nothing left as naive loops
+    assert compiled.converted_layers == (12 if block else 0)
+    inputs = example_inputs(SHAPE, tiny_model.config.vocab_size)
+    assert inputs["attention_mask"].min() == 0  # padding is exercised
+    np.testing.assert_allclose(compiled.runner().run(inputs), _torch_output(tiny_model, inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_second_request_loads_the_cached_library(tiny_model, tmp_path):
+    from core.artifact_cache import ArtifactCache
+
+    magnitude_prune_(tiny_model, 0.95)
+    options = CompileOptions(SHAPE, threads=1, rewrite=RewriteOptions(block=(1, 1)))
+    first = compile_model(tiny_model, options, cache=ArtifactCache(tmp_path, 10**10))
+    again = compile_model(tiny_model, options, cache=ArtifactCache(tmp_path, 10**10))  # as another process would
+    assert not first.cache_hit and again.cache_hit and again.path == first.path
+    assert again.layers == first.layers and again.compile_s == first.compile_s
+    inputs = example_inputs(SHAPE, tiny_model.config.vocab_size, seed=1)
+    np.testing.assert_array_equal(again.runner().run(inputs), first.runner().run(inputs))
+
+    with torch.no_grad():  # other weights, same shapes: a different library
+        tiny_model.encoder.layer[0].output.dense.weight[0, 0] += 1.0
+    assert not compile_model(tiny_model, options, cache=ArtifactCache(tmp_path, 10**10)).cache_hit
+
+
+def test_an_op_torch_export_cannot_capture_is_named():
+    class DataDependent(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            if (input_ids * attention_mask).sum() > 10:  # a branch on values: not capturable
+                return input_ids + 1
+            return input_ids
+
+    with pytest.raises(SparseLabError, match=r"torch.export cannot capture this model at test_tvm_compile.py:\d+ "
+                                             r"`if \(input_ids \* attention_mask\).sum\(\) > 10:"):
+        export_model(DataDependent(), example_inputs(SHAPE, vocab_size=100))
+
+
+def test_an_op_tvm_cannot_import_is_named():
+    class Unsupported(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return torch.nonzero(input_ids * attention_mask)
+
+    exported = export_model(Unsupported(), example_inputs(SHAPE, vocab_size=100))
+    with pytest.raises(SparseLabError, match=r"TVM's PyTorch importer failed.*nonzero"):
+        to_relax(exported)
+
+
+def test_tuned_schedules_are_measured_once_and_compile_correctly(tiny_model, tmp_path):
+    from core.artifact_cache import ArtifactCache
+    from core.tvm.bsr_kernel import candidate_schedules
+    from core.tvm.tuning import tuned_schedules
+
+    magnitude_prune_(tiny_model, 0.9)
+    cache = ArtifactCache(tmp_path, 10**10)
+    tokens = SHAPE.batch * SHAPE.seq_len
+    choices = tuned_schedules(tiny_model, block=(4, 1), threshold=0.5, tokens=tokens, threads=1, cache=cache)
+    assert {(s.n, s.k) for s in choices} == {(128, 128), (512, 128), (128, 512)}
+    assert all(choice in candidate_schedules(shape) for shape, choice in choices.items())
+    cached = len(cache.entries())
+    assert tuned_schedules(tiny_model, block=(4, 1), threshold=0.5, tokens=tokens, threads=1, cache=cache) == choices
+    assert len(cache.entries()) == cached
+
+    options = CompileOptions(SHAPE, threads=1, rewrite=RewriteOptions(block=(4, 1), threshold=0.5), tune=True)
+    compiled = compile_model(tiny_model, options, cache=cache)
+    assert {layer.schedule for layer in compiled.layers} <= {choice.label for choice in choices.values()}
+    inputs = example_inputs(SHAPE, tiny_model.config.vocab_size)
+    np.testing.assert_allclose(compiled.runner().run(inputs), _torch_output(tiny_model, inputs), rtol=1e-4, atol=1e-4)
