@@ -12,8 +12,15 @@ st.markdown(
     "**What does sparsity buy this model — in size, accuracy and real latency?** "
     "SparseLab prunes real models, stores them compressed, compiles them to sparse kernels "
     "and measures every number on this machine.")
-st.page_link("pages/runs.py", label="Runs: every measurement made here, filterable, as CSV",
-             icon=":material/table_rows:")
+for page, label, icon in (
+        ("pages/prune.py", "Prune: magnitude, block, m:n and what-if weights, and what they cost in fidelity",
+         "content_cut"),
+        ("pages/store.py", "Store: int8 + sparse storage, PruneBERT's layout and a smaller one, bit-exact", "compress"),
+        ("pages/compile.py", "Compile: TVM with Block Sparse Row kernels vs PyTorch on these cores", "memory"),
+        ("pages/export.py", "Export: TF-MOT pruning to TFLite, measured honestly", "phone_android"),
+        ("pages/compare.py", "Compare: size vs latency vs accuracy of every run, the Pareto front", "scatter_plot"),
+        ("pages/runs.py", "Runs: every measurement made here, filterable, as CSV", "table_rows")):
+    st.page_link(page, label=label, icon=f":material/{icon}:")
 
 st.subheader("This machine")
 environment_card()
