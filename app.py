@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:"),
     st.Page("pages/store.py", title="Store", icon=":material/compress:"),
     st.Page("pages/compile.py", title="Compile", icon=":material/memory:"),
+    st.Page("pages/whatif.py", title="What-if", icon=":material/speed:"),
     st.Page("pages/export.py", title="Export", icon=":material/phone_android:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/scatter_plot:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),

@@ -5,7 +5,7 @@
 Rows: 95% unstructured magnitude pruning as 1x1 BSR, and 90% random 16x1
 what-if weights; then a sweep of one 768x768 layer over block shapes and
 sparsities. Every figure comes from this one run (medians after warm-up); on a
-shared machine, read the ratios. Targets: TVM dense <= 1.25x PyTorch; 1x1 @95%
+shared machine, read the ratios, and rerun rows marked NOISY. Targets: TVM dense <= 1.25x PyTorch; 1x1 @95%
 >= 3x faster than PyTorch dense; 16x1 @90% >= 4x.
 """
 
@@ -25,6 +25,12 @@ CASES = (("1x1 magnitude 95%", {"prune": "magnitude:0.95"}, (1, 1), 3.0),
          ("16x1 what-if 90%", {"whatif": 0.9}, (16, 1), 4.0))
 
 
+def _noise(result: dict) -> str:
+    """'NOISY' when a timing's std exceeds a quarter of its median (another process took a core)."""
+    noisy = [name for name, t in result["timings"].items() if t["std_ms"] > 0.25 * t["median_ms"]]
+    return f"NOISY: {', '.join(noisy)}" if noisy else "ok"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bert-base")
@@ -40,7 +46,7 @@ def main() -> None:
     results = {}
     print(f"{args.model}, batch 1, seq {args.seq_len}, {args.threads} threads, medians of {args.repeats}")
     print(f"{'case':<20} {'torch ms':>9} {'tvm dense':>10} {'tvm bsr':>9} {'dense/torch':>12} "
-          f"{'torch/bsr':>10} {'target':>7} {'layers':>7} {'compile s':>10} {'peak MB':>8} allclose")
+          f"{'torch/bsr':>10} {'target':>7} {'layers':>7} {'compile s':>10} {'peak MB':>8} allclose  noise")
     for label, request, block, target in CASES:
         sparse_model = prepare_sparse(dense_model, block=block, **request)
         result = compare(dense_model, sparse_model, shape=shape, threads=args.threads, block=block,
@@ -50,7 +56,8 @@ def main() -> None:
               f"{result['tvm_sparse_ms']:9.1f} {result['tvm_dense_vs_torch']:12.2f} "
               f"{result['sparse_speedup_vs_torch']:10.2f} {'>=' + format(target, 'g'):>7} "
               f"{result['converted_layers']:>3}/{result['total_layers']:<3} "
-              f"{result['compile_s']:10.1f} {result['peak_rss_mb']:8.0f} {result['allclose']}")
+              f"{result['compile_s']:10.1f} {result['peak_rss_mb']:8.0f} {str(result['allclose']):8}  "
+              f"{_noise(result)}")
     if not args.no_sweep:
         print("\nkernel sweep: 768x768 layer, 128 tokens (torch dense F.linear vs TVM BSR)")
         points = sweep(threads=args.threads, repeats=args.repeats)

@@ -25,6 +25,7 @@ COMMANDS = {
     "tflite": "core.commands.tflite",
     "tflite-inspect": "core.commands.tflite_inspect",
     "tvm": "core.commands.tvm",
+    "whatif": "core.commands.whatif",
 }
 
 

@@ -38,6 +38,8 @@ JOB_FUNCTIONS: dict[str, str] = {
     "store_verify": "core.storage.jobs:verify_job",
     "tflite": "core.tflite.pipeline:tflite_job",
     "tvm": "core.tvm.benchmark:run_request",
+    "whatif": "core.whatif.jobs:whatif_job",
+    "whatif_check": "core.whatif.jobs:whatif_check_job",
 }
 
 ACTIVE = ("queued", "running")

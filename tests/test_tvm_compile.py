@@ -89,3 +89,13 @@ def test_tuned_schedules_are_measured_once_and_compile_correctly(tiny_model, tmp
     assert {layer.schedule for layer in compiled.layers} <= {choice.label for choice in choices.values()}
     inputs = example_inputs(SHAPE, tiny_model.config.vocab_size)
     np.testing.assert_allclose(compiled.runner().run(inputs), _torch_output(tiny_model, inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_token_counts_that_are_not_a_vector_multiple_are_padded(tiny_model, module_cache):
+    magnitude_prune_(tiny_model, 0.9)
+    shape = InputShape(batch=1, seq_len=12)  # 12 tokens run as 16: full AVX-512 vectors
+    compiled = compile_model(tiny_model, CompileOptions(shape, threads=1, rewrite=RewriteOptions(block=(1, 1))),
+                             cache=module_cache)
+    assert {layer.schedule for layer in compiled.layers} == {"tokens/16"}
+    inputs = example_inputs(shape, tiny_model.config.vocab_size)
+    np.testing.assert_allclose(compiled.runner().run(inputs), _torch_output(tiny_model, inputs), rtol=1e-4, atol=1e-4)

@@ -25,7 +25,7 @@ def test_every_sparse_linear_becomes_bsr_and_the_report_names_it(pruned):
     # the pooler is unused by the last hidden state, the graph's output: not imported
     assert set(by_name) == set(linear_names(pruned).values()) - {"pooler.dense"}
     dense = by_name.pop(KEPT_DENSE)
-    assert dense.kernel == "dense" and "< threshold 0.8" in dense.note
+    assert dense.kernel == "dense" and "< threshold 0.8" in dense.note and dense.block_sparsity == 0.0
     for layer in by_name.values():
         assert layer.kernel == "bsr" and layer.block == "1x1"
         assert layer.block_sparsity == pytest.approx(0.9, abs=0.01)
@@ -40,7 +40,9 @@ def test_every_sparse_linear_becomes_bsr_and_the_report_names_it(pruned):
 def test_block_sparsity_is_measured_per_block(pruned):
     """Unstructured 90% zeros leave almost no 16x1 block empty: no layer reaches the threshold."""
     _, report = _rewrite(pruned, RewriteOptions(block=(16, 1), threshold=0.8))
-    assert all(layer.kernel == "dense" for layer in report)
+    assert all(layer.kernel == "dense" and layer.block == "16x1" for layer in report)
+    for layer in report:  # a 16x1 block is empty with probability 0.9 ** 16 = 0.19 (query: unpruned, 0)
+        assert layer.block_sparsity == pytest.approx(0.0 if layer.name == KEPT_DENSE else 0.9 ** 16, abs=0.05)
     assert all("block sparsity" in layer.note for layer in report)
 
 

@@ -123,3 +123,43 @@ def speedup_sweep(points: list[dict], title: str) -> go.Figure:
     figure.update_layout(title=title, xaxis_title="sparsity", yaxis={"title": "speedup (x)", "type": "log"},
                          height=400, legend={"orientation": "h", "y": 1.12}, margin={"t": 70})
     return figure
+
+
+def whatif_latency(estimates: list[dict], torch_ms: float, speedup: bool) -> go.Figure:
+    """Estimated latency (or speedup over PyTorch) vs sparsity, one curve per block, with error bars."""
+    blocks = list(dict.fromkeys(e["block"] for e in estimates))
+    traces = []
+    for block in blocks:
+        points = sorted((e for e in estimates if e["block"] == block), key=lambda e: e["sparsity"])
+        if speedup:
+            y = [torch_ms / p["estimate_ms"] for p in points]
+            err = [torch_ms * p["error_ms"] / p["estimate_ms"] ** 2 for p in points]
+        else:
+            y, err = [p["estimate_ms"] for p in points], [p["error_ms"] for p in points]
+        traces.append(go.Scatter(name=block, x=[p["sparsity"] for p in points], y=y, mode="lines+markers",
+                                 error_y={"type": "data", "array": err}))
+    figure = go.Figure(traces)
+    figure.add_hline(y=1 if speedup else torch_ms, line_dash="dot",
+                     annotation_text=f"PyTorch eager dense ({torch_ms:.1f} ms)")
+    figure.update_layout(xaxis_title="sparsity of the Linear layers",
+                         yaxis_title="speedup over PyTorch (x)" if speedup else "estimated latency (ms)",
+                         height=440, legend={"orientation": "h", "y": 1.12, "title": "block"}, margin={"t": 60})
+    return figure
+
+
+def whatif_sizes(sizes: list[dict]) -> go.Figure:
+    """fp32 and int8-dense sizes (flat) against int8 + sparse storage per block, vs sparsity."""
+    first = sorted(sizes, key=lambda s: s["sparsity"])
+    figure = go.Figure([
+        go.Scatter(name="fp32", x=[s["sparsity"] for s in first], y=[s["fp32_bytes"] / MB for s in first],
+                   mode="lines", line={"dash": "dash"}),
+        go.Scatter(name="int8 dense", x=[s["sparsity"] for s in first], y=[s["int8_dense_bytes"] / MB for s in first],
+                   mode="lines", line={"dash": "dot"}),
+    ])
+    for block in dict.fromkeys(s["block"] for s in sizes):
+        points = sorted((s for s in sizes if s["block"] == block), key=lambda s: s["sparsity"])
+        figure.add_trace(go.Scatter(name=f"int8 + sparse ({block})", x=[p["sparsity"] for p in points],
+                                    y=[p["int8_sparse_bytes"] / MB for p in points], mode="lines+markers"))
+    figure.update_layout(xaxis_title="sparsity", yaxis_title="MB", height=440,
+                         legend={"orientation": "h", "y": 1.15}, margin={"t": 60})
+    return figure

@@ -59,18 +59,18 @@ def linear_names(model) -> dict[str, str]:
             for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
 
 
-def _decide(weight: np.ndarray, options: RewriteOptions) -> tuple[bsr_format.BsrMatrix | None, str]:
-    """The BSR form if this weight should be sparse, else None and why not."""
+def _decide(weight: np.ndarray, options: RewriteOptions) -> tuple[bsr_format.BsrMatrix | None, float | None, str]:
+    """(BSR form or None if the layer stays dense, its block sparsity if measurable, why it stays dense)."""
     if options.block is None:
-        return None, "dense build"
+        return None, None, "dense build"
     block = tuple(options.block)
     if not bsr_format.divides(weight.shape, block):
-        return None, f"block {block[0]}x{block[1]} does not divide {weight.shape[0]}x{weight.shape[1]}: kept dense"
-    mask = bsr_format.block_mask(weight, block)
-    sparsity = 1.0 - mask.mean()
+        rows, cols = weight.shape
+        return None, None, f"block {block[0]}x{block[1]} does not divide {rows}x{cols}: kept dense"
+    sparsity = float(1.0 - bsr_format.block_mask(weight, block).mean())
     if sparsity < options.threshold:
-        return None, f"block sparsity {sparsity:.3f} < threshold {options.threshold}: kept dense"
-    return bsr_format.to_bsr(weight, block), ""
+        return None, sparsity, f"block sparsity {sparsity:.3f} < threshold {options.threshold}: kept dense"
+    return bsr_format.to_bsr(weight, block), sparsity, ""
 
 
 def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None = None):
@@ -131,14 +131,15 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             leading = [int(d) for d in x.ty.shape][:-1]
             m = int(np.prod(leading))
             x2 = x if len(leading) == 1 else self.builder_.emit(relax.op.reshape(x, (m, k)))
-            bsr, note = _decide(weight, options)
+            bsr, sparsity, note = _decide(weight, options)
+            block = f"{options.block[0]}x{options.block[1]}" if options.block else None
+            sparsity = None if sparsity is None else round(sparsity, 4)
             if bsr is None:
                 y, label = self.dense(x2, weight, m)
-                reports.append(LayerReport(name, (n, k), None, None, None, "dense", label, note))
+                reports.append(LayerReport(name, (n, k), block, sparsity, None, "dense", label, note))
             else:
                 y, label = self.sparse(x2, bsr, m)
-                reports.append(LayerReport(name, (n, k), f"{bsr.block[0]}x{bsr.block[1]}",
-                                           round(bsr.block_sparsity, 4), bsr.nnz_blocks, "bsr", label))
+                reports.append(LayerReport(name, (n, k), block, sparsity, bsr.nnz_blocks, "bsr", label))
             return y if len(leading) == 1 else relax.op.reshape(y, (*leading, n))
 
         def dense(self, x2, weight, m):
@@ -151,18 +152,22 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
 
         def sparse(self, x2, bsr, m):
             n, k = bsr.shape
-            shape = bsr_kernel.BsrKernelShape(m, k, n, bsr.block)
+            tokens = bsr_kernel.padded_tokens(m)
+            shape = bsr_kernel.BsrKernelShape(tokens, k, n, bsr.block)
             schedule = options.schedules.get(shape) or bsr_kernel.default_schedule(shape)
-            gv = self.kernel(("bsr", m, k, n, *bsr.block, schedule.variant, schedule.tile),
+            gv = self.kernel(("bsr", tokens, k, n, *bsr.block, schedule.variant, schedule.tile),
                              lambda: bsr_kernel.bsr_matmul(shape, schedule))
-            arrays = [relax.const(bsr.data), relax.const(bsr.indices), relax.const(bsr.indptr)]
-            if schedule.variant == "rows":
-                y = self.builder_.emit(relax.call_tir(gv, [x2, *arrays], relax.TensorType((m, n), "float32")))
-                return y, schedule.label
-            # XT in, YT out; both transposes fuse into the neighbouring elementwise ops
+            # XT in (shared by Q, K, V after CSE); transposes fuse into neighbouring elementwise ops
             xt = self.builder_.emit(relax.op.permute_dims(x2))
-            yt = self.builder_.emit(relax.call_tir(gv, [xt, *arrays], relax.TensorType((n, m), "float32")))
-            return self.builder_.emit(relax.op.permute_dims(yt)), schedule.label
+            if tokens != m:
+                xt = self.builder_.emit(relax.op.nn.pad(xt, [0, 0, 0, tokens - m]))
+            args = [xt, relax.const(bsr.data), relax.const(bsr.indices), relax.const(bsr.indptr)]
+            out = self.builder_.emit(relax.call_tir(
+                gv, args, relax.TensorType(bsr_kernel.output_shape(shape, schedule), "float32")))
+            y = out if schedule.variant == "rows" else self.builder_.emit(relax.op.permute_dims(out))
+            if tokens != m:
+                y = self.builder_.emit(relax.op.strided_slice(y, axes=[0], begin=[0], end=[m]))
+            return y, schedule.label
 
     rewriter = LinearRewriter(mod)
     for gv, func in mod.functions_items():

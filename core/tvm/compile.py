@@ -22,6 +22,7 @@ import numpy as np
 
 from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
 from core.errors import SparseLabError
+from core.tvm.bsr_kernel import padded_tokens
 from core.tvm.bsr_rewrite import LayerReport, RewriteOptions, linear_names, rewrite_linears
 from core.tvm.relax_import import INPUT_NAMES, InputShape, import_model
 from core.tvm.target import host_target, set_runtime_threads, target_description
@@ -34,7 +35,7 @@ REPORT_FILE = "report.json"
 ARTIFACT_KIND = "tvm-library"
 BUILD_LIBRARIES = ("apache-tvm", "apache-tvm-ffi", "torch", "transformers")
 # Bump when kernels or schedules change, so old libraries are not reused.
-SCHEDULE_VERSION = 8
+SCHEDULE_VERSION = 11
 
 Progress = Callable[[float, str], None]
 
@@ -179,7 +180,8 @@ def compile_model(model, options: CompileOptions, *, name: str = "model", cache:
     if options.tune and options.rewrite.block:
         progress(0.0, "measuring BSR schedules")
         schedules = tuned_schedules(model, block=options.rewrite.block, threshold=options.rewrite.threshold,
-                                    tokens=options.shape.batch * options.shape.seq_len, threads=options.threads,
+                                    tokens=padded_tokens(options.shape.batch * options.shape.seq_len),
+                                    threads=options.threads,
                                     cache=cache)
         options = replace(options, tune=False, rewrite=replace(options.rewrite, schedules=schedules))
     progress(0.02, "hashing weights")

@@ -12,7 +12,7 @@ import numpy as np
 
 from core.timing import measure
 from core.tvm.bsr_format import to_bsr
-from core.tvm.bsr_kernel import BsrKernelShape, bsr_matmul, default_schedule
+from core.tvm.bsr_kernel import BsrKernelShape, bsr_matmul, default_schedule, output_shape
 from core.tvm.target import host_target, set_runtime_threads
 
 BLOCKS = ((1, 1), (4, 1), (8, 1), (16, 1), (32, 1))
@@ -55,9 +55,8 @@ def sweep(layer: tuple[int, int] = (768, 768), tokens: int = 128, blocks=BLOCKS,
         schedule = default_schedule(shape)
         kernel = tvm.compile(tvm.IRModule({"main": bsr_matmul(shape, schedule).with_attr("global_symbol", "main")}),
                              target=target)["main"]
-        transposed = schedule.variant == "tokens"
-        lhs = tvm.runtime.tensor(np.ascontiguousarray(x.T if transposed else x), device)
-        out = tvm.runtime.tensor(np.zeros((n, tokens) if transposed else (tokens, n), np.float32), device)
+        lhs = tvm.runtime.tensor(np.ascontiguousarray(x.T), device)
+        out = tvm.runtime.tensor(np.zeros(output_shape(shape, schedule), np.float32), device)
         for sparsity in sparsities:
             bsr = to_bsr(random_block_sparse((n, k), sparsity, block, seed=seed), block)
             arrays = [tvm.runtime.tensor(a, device) for a in (bsr.data, bsr.indices, bsr.indptr)]

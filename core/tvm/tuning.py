@@ -19,7 +19,7 @@ import numpy as np
 from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
 from core.timing import measure
 from core.tvm import bsr_format
-from core.tvm.bsr_kernel import BsrKernelShape, BsrSchedule, bsr_matmul, candidate_schedules
+from core.tvm.bsr_kernel import BsrKernelShape, BsrSchedule, bsr_matmul, candidate_schedules, output_shape
 from core.tvm.target import host_target, set_runtime_threads
 
 CHOICE_FILE = "schedule.json"
@@ -47,23 +47,22 @@ def schedule_timings(shape: BsrKernelShape, weight: np.ndarray, threads: int,
     bsr = bsr_format.to_bsr(weight, shape.block)
     device, target = tvm.cpu(), host_target(threads)
     set_runtime_threads(threads)
-    x = np.random.default_rng(0).standard_normal((shape.m, shape.k)).astype(np.float32)
-    arrays = [tvm.runtime.tensor(a, device) for a in (bsr.data, bsr.indices, bsr.indptr)]
+    xt = np.random.default_rng(0).standard_normal((shape.k, shape.m)).astype(np.float32)
+    arrays = [tvm.runtime.tensor(a, device) for a in (xt, bsr.data, bsr.indices, bsr.indptr)]
     timings = {}
     for schedule in candidate_schedules(shape):
         module = tvm.IRModule({"main": bsr_matmul(shape, schedule).with_attr("global_symbol", "main")})
         kernel = tvm.compile(module, target=target)["main"]
-        transposed = schedule.variant == "tokens"
-        lhs = tvm.runtime.tensor(np.ascontiguousarray(x.T if transposed else x), device)
-        out = tvm.runtime.tensor(np.zeros((shape.n, shape.m) if transposed else (shape.m, shape.n), np.float32),
-                                 device)
-        timings[schedule] = measure(lambda: kernel(lhs, *arrays, out), threads=threads, repeats=repeats).median_ms
+        out = tvm.runtime.tensor(np.zeros(output_shape(shape, schedule), np.float32), device)
+        timings[schedule] = measure(lambda: kernel(*arrays, out), threads=threads, repeats=repeats).median_ms
     return timings
 
 
 def tuned_schedules(model, *, block: tuple[int, int], threshold: float, tokens: int, threads: int,
                     cache: ArtifactCache | None = None) -> dict[BsrKernelShape, BsrSchedule]:
-    """The measured-best schedule for each converted layer shape of ``model`` (cached per machine)."""
+    """The measured-best schedule for each converted layer shape of ``model`` (cached per machine).
+
+    ``tokens`` is what the kernels run on: ``bsr_kernel.padded_tokens(batch * seq_len)``."""
     cache = cache or default_cache()
     choices = {}
     for (n, k), weight in layers_to_convert(model, block, threshold).items():

@@ -1,0 +1,30 @@
+"""A small JSON result in the artifact cache: every measured table of the estimator is one.
+
+Measurements are keyed like compiled libraries (CPU model, library versions and
+what was measured), so a warm estimate reads files instead of timing kernels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
+
+RESULT_FILE = "result.json"
+# Bump when how the estimator measures changes, so old tables are not reused.
+MEASUREMENT_VERSION = 3
+
+
+def cached_json(kind: str, inputs: dict, compute: Callable[[], dict], *, libraries: tuple[str, ...] = (),
+                cache: ArtifactCache | None = None, description: str = "") -> tuple[dict, bool]:
+    """``(result, cache_hit)``: ``compute()`` runs only when this CPU has no result for ``inputs`` yet."""
+    spec = ArtifactSpec(kind=kind, inputs={**inputs, "measurement_version": MEASUREMENT_VERSION},
+                        libraries=libraries, cpu_specific=True)
+
+    def build(directory: Path) -> None:
+        (directory / RESULT_FILE).write_text(json.dumps(compute()))
+
+    path, hit = (cache or default_cache()).get_or_build(spec, build, description=description)
+    return json.loads((path / RESULT_FILE).read_text()), hit

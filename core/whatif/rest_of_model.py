@@ -1,0 +1,187 @@
+"""What a model costs outside its Linear kernels, measured on a real compile, and its Linear layers.
+
+The rest (attention's batch matmuls, softmax, layer norm, GELU, bias and
+residual adds, and the layout transposes) depends on the schedule family: the
+``tokens`` BSR kernels (blocks with fewer than 16 rows) read X^T and write Y^T,
+which adds transposes that ``rows`` kernels and the dense kernel do not need.
+So the model is compiled once per family with every pruned Linear as BSR at
+``REST_SPARSITY`` (small, fast to build), timed whole, and timed again with the
+VM instrument adding up the time spent inside the Linear kernels; the
+difference is the rest. Cached per model fingerprint, input shape, threads and
+target: one compile per family per model and machine.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from dataclasses import dataclass
+
+from core.model_source import ModelSource
+from core.timing import measure
+from core.tvm.compile import BUILD_LIBRARIES, SCHEDULE_VERSION
+from core.tvm.relax_import import InputShape, example_inputs
+from core.tvm.target import target_description
+from core.whatif.cached import cached_json
+
+REST_SPARSITY = 0.99
+FAMILY_BLOCKS = {"tokens": (1, 1), "rows": (16, 1)}  # the rest does not depend on the block within a family
+REPEATS = 20
+TORCH_REPEATS = 5  # a reference line only; PyTorch eager BERT-base is ~0.2-0.5 s per run on a busy machine
+LINEAR_KERNEL_PREFIXES = ("bsr_", "dense_")  # names bsr_rewrite gives the kernels it adds
+
+
+@dataclass(frozen=True)
+class LinearInfo:
+    name: str
+    shape: tuple[int, int]  # (out_features, in_features)
+    pruned: bool  # selected by what-if pruning (core.pruning's default layers); the others stay dense
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """The facts an estimate needs about a model, measured once (PyTorch eager timing included)."""
+
+    name: str
+    param_count: int
+    linears: tuple[LinearInfo, ...]
+    torch_dense_ms: float
+    torch_dense_std_ms: float
+
+    @property
+    def linear_weight_count(self) -> int:
+        return sum(layer.shape[0] * layer.shape[1] for layer in self.linears)
+
+
+def family(block: tuple[int, int]) -> str:
+    """The schedule family ``bsr_kernel.default_schedule`` picks for ``block`` (it depends on rows only)."""
+    return "rows" if block[0] >= 16 else "tokens"
+
+
+def _model_key(source: ModelSource, shape: InputShape, threads: int) -> dict:
+    return {"model": source.fingerprint(), "batch": shape.batch, "seq_len": shape.seq_len,
+            "target": target_description(threads)}
+
+
+def model_profile(source: ModelSource, shape: InputShape, threads: int, load, cache=None) -> tuple[ModelProfile, bool]:
+    """``(profile, cache_hit)``; ``load()`` gives the torch model and is called only on a miss."""
+
+    def compute() -> dict:
+        import torch
+
+        from core.pruning.selection import select_linear_layers
+
+        model = load()
+        pruned = set(select_linear_layers(model))
+        inputs = example_inputs(shape, model.config.vocab_size)
+
+        def run():
+            with torch.no_grad():
+                model(**inputs)
+
+        timing = measure(run, threads=threads, repeats=TORCH_REPEATS, warmup=1)
+        return {"param_count": sum(p.numel() for p in model.parameters()),
+                "linears": [[name, list(module.weight.shape), name in pruned]
+                            for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)],
+                "torch_dense_ms": timing.median_ms, "torch_dense_std_ms": timing.std_ms}
+
+    data, hit = cached_json("whatif-model", _model_key(source, shape, threads), compute,
+                            libraries=("torch", "transformers"), cache=cache,
+                            description=f"what-if profile of {source.name}")
+    linears = tuple(LinearInfo(name, tuple(layer_shape), pruned) for name, layer_shape, pruned in data["linears"])
+    return ModelProfile(source.name, data["param_count"], linears, data["torch_dense_ms"],
+                        data["torch_dense_std_ms"]), hit
+
+
+def whatif_model(model, linears: tuple[LinearInfo, ...], sparsity: float, block: tuple[int, int]):
+    """A copy of ``model`` whose pruned Linears that ``block`` divides hold random ``block``-sparse weights
+    (the others keep their dense weights, as the estimate assumes)."""
+    import copy
+
+    from core.pruning import PruneConfig, prune_model
+    from core.pruning.block import divides
+
+    names = [layer.name for layer in linears if layer.pruned and divides(layer.shape, block)]
+    sparse = copy.deepcopy(model)
+    if names:
+        prune_model(sparse, PruneConfig(method="random", sparsity=sparsity, block=block,
+                                        patterns=tuple(f"re:^{re.escape(name)}$" for name in names)))
+    return sparse
+
+
+def compile_whatif(model, linears, sparsity: float, block: tuple[int, int], shape: InputShape, threads: int,
+                   name: str, cache=None, progress=None):
+    """The real whole-model TVM build of the what-if model: pruned layers BSR, the rest dense."""
+    from core.tvm.bsr_rewrite import RewriteOptions
+    from core.tvm.compile import CompileOptions, compile_model
+
+    sparse = whatif_model(model, linears, sparsity, block)
+    # any threshold between 0 (unpruned layers) and the what-if sparsity converts exactly the pruned layers
+    options = CompileOptions(shape, threads, RewriteOptions(block, threshold=sparsity / 2))
+    return compile_model(sparse, options, name=name, cache=cache, progress=progress)
+
+
+def rest_samples(runner, args, threads: int, repeats: int = REPEATS) -> list[tuple[float, float]]:
+    """``(whole-run ms, ms inside the Linear kernels)`` per pair of adjacent runs: a plain one timed whole,
+    then one with the VM instrument adding up the Linear kernel calls. Adjacent runs see the same load
+    from other processes, so their difference is the rest even when that load drifts."""
+    from tvm.runtime.vm import VMInstrumentReturnKind
+
+    samples, inside, started = [], [0.0], [0.0]
+
+    def instrument(func, symbol, before, ret, *call_args):
+        if str(symbol).startswith(LINEAR_KERNEL_PREFIXES):
+            if before:
+                started[0] = time.perf_counter()
+            else:
+                inside[0] += time.perf_counter() - started[0]
+        return VMInstrumentReturnKind.NO_OP
+
+    def pair():
+        runner.vm.set_instrument(None)
+        start = time.perf_counter()
+        runner.run_device(args)
+        whole = time.perf_counter() - start
+        inside[0] = 0.0
+        runner.vm.set_instrument(instrument)
+        runner.run_device(args)
+        samples.append((whole * 1e3, inside[0] * 1e3))
+
+    warmup = 3
+    measure(pair, threads=threads, repeats=repeats, warmup=warmup)  # thread setup and warm-up as everywhere
+    return samples[warmup:]
+
+
+@dataclass(frozen=True)
+class Rest:
+    """The measured rest of a model in one schedule family, and the Linear layers its graph runs
+    (torch.export keeps only what the first output needs: BERT's pooler is dropped)."""
+
+    ms: float
+    error_ms: float
+    layers: frozenset[str]
+
+
+def rest_of_model(source: ModelSource, profile: ModelProfile, shape: InputShape, threads: int, family_name: str,
+                  load, cache=None, progress=None) -> tuple[Rest, bool]:
+    """``(rest, cache_hit)`` for the ``family_name`` schedule family."""
+
+    def compute() -> dict:
+        model = load()
+        start = time.perf_counter()
+        compiled = compile_whatif(model, profile.linears, REST_SPARSITY, FAMILY_BLOCKS[family_name], shape,
+                                  threads, f"{source.name} what-if rest", cache=cache, progress=progress)
+        runner = compiled.runner()
+        samples = rest_samples(runner, runner.to_device(example_inputs(shape, model.config.vocab_size)), threads)
+        rests = [whole - inside for whole, inside in samples]
+        rest = statistics.median(rests)
+        return {"rest_ms": rest, "spread_ms": rest - min(rests), "total_ms": statistics.median(w for w, _ in samples),
+                "linear_ms": statistics.median(i for _, i in samples),
+                "layers": [layer.name for layer in compiled.layers], "seconds": time.perf_counter() - start}
+
+    inputs = {**_model_key(source, shape, threads), "family": family_name, "block": list(FAMILY_BLOCKS[family_name]),
+              "sparsity": REST_SPARSITY, "schedule_version": SCHEDULE_VERSION}
+    data, hit = cached_json("whatif-rest", inputs, compute, libraries=BUILD_LIBRARIES, cache=cache,
+                            description=f"what-if rest of {source.name} ({family_name})")
+    return Rest(data["rest_ms"], data["spread_ms"], frozenset(data["layers"])), hit

@@ -1,0 +1,74 @@
+"""What-if: how fast and how big would this model be if it were pruned, in seconds, from measured kernels."""
+
+import streamlit as st
+
+from core.whatif.accuracy import past_accuracy
+from ui.charts import whatif_latency, whatif_sizes
+from ui.jobs import job_status, start_job
+from ui.models import model_picker
+from ui.resources import run_store
+
+SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98]
+BLOCKS = ["1x1", "4x1", "8x1", "16x1", "32x1"]
+
+st.title("What-if")
+st.markdown("An estimate of the whole model's TVM latency for each sparsity and block shape, without compiling "
+            "the model: the BSR and dense kernels are timed for every distinct Linear shape on this CPU (cached), "
+            "and the measured time of the rest of the model is added. Each estimate carries an error bar; check "
+            "any point with a real whole-model compile.")
+
+with st.form("whatif"):
+    cols = st.columns([2, 3, 3])
+    with cols[0]:
+        model = model_picker("whatif", default="bert-base")
+    sparsities = cols[1].multiselect("Sparsities", SPARSITIES, default=SPARSITIES)
+    blocks = cols[2].multiselect("Blocks", BLOCKS, default=BLOCKS)
+    cols = st.columns(4)
+    seq_len = cols[0].number_input("Sequence length", 8, 512, 128, step=8)
+    threads = cols[1].number_input("Threads", 1, 64, 2)
+    if st.form_submit_button("Estimate", type="primary") and model and sparsities and blocks:
+        start_job("whatif", {"model": model, "sparsities": sorted(sparsities), "blocks": blocks,
+                             "seq_len": int(seq_len), "threads": int(threads)}, label=f"What-if for {model}")
+
+job = job_status("whatif")
+if job and job.status == "done":
+    result = job.result
+    cols = st.columns(4)
+    cols[0].metric("PyTorch eager dense (measured)", f"{result['torch_dense_ms']:.1f} ms")
+    cols[1].metric("TVM dense (estimated)", f"{result['dense_ms']:.1f} ± {result['dense_error_ms']:.1f} ms")
+    best = min(result["estimates"], key=lambda e: e["estimate_ms"])
+    cols[2].metric("Fastest estimate", f"{best['estimate_ms']:.1f} ms", f"{best['block']} at {best['sparsity']:g}",
+                   delta_color="off")
+    cols[3].metric("Answered in", f"{result['seconds']:.1f} s", "from cache" if result["cache_hit"] else "measured now",
+                   delta_color="off")
+    speedup = st.toggle("Show speedup over PyTorch")
+    st.plotly_chart(whatif_latency(result["estimates"], result["torch_dense_ms"], speedup), width="stretch")
+    st.plotly_chart(whatif_sizes(result["sizes"]), width="stretch")
+    for note in result["notes"]:
+        st.caption(note)
+
+    st.subheader("Check an estimate with a real compile")
+    with st.form("whatif-check"):
+        cols = st.columns(3)
+        point = cols[0].selectbox("Point", result["estimates"], format_func=lambda e: (
+            f"{e['block']} at {e['sparsity']:g}: {e['estimate_ms']:.1f} ± {e['error_ms']:.1f} ms"))
+        repeats = cols[1].number_input("Timing repeats", 5, 200, 20)
+        if st.form_submit_button("Compile the whole model and measure"):
+            start_job("whatif_check", {"model": result["model"], "sparsity": point["sparsity"], "block": point["block"],
+                                       "seq_len": result["seq_len"], "threads": result["threads"],
+                                       "repeats": int(repeats)}, label=f"Checking {point['block']} at {point['sparsity']:g}")
+    check = job_status("whatif_check")
+    if check and check.status == "done":
+        pair = check.result
+        (st.success if pair["within_error_bar"] else st.warning)(
+            f"{pair['block']} at {pair['sparsity']:g}: estimated {pair['estimate_ms']:.1f} ± {pair['error_ms']:.1f} ms, "
+            f"measured {pair['measured_ms']:.1f} ms ({pair['rel_error']:+.1%}).")
+
+    history = past_accuracy(run_store(), model=result["model"])
+    if history["count"]:
+        st.subheader("How accurate past estimates were")
+        cols = st.columns(3)
+        cols[0].metric("Checks", history["count"])
+        cols[1].metric("Median |error|", f"{history['median_abs_rel_error']:.1%}")
+        cols[2].metric("Within the error bar", f"{history['within_error_bar']:.0%}")
+        st.dataframe(history["pairs"], hide_index=True, width="stretch")
