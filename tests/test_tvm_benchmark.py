@@ -16,7 +16,7 @@ def test_compare_reports_timings_layers_and_correctness(_tiny_dense, tiny_model,
     run = lambda: compare(_tiny_dense, tiny_model, shape=InputShape(1, SEQ_LEN), threads=1, block=(1, 1),  # noqa
                           repeats=2, warmup=1, name="bert-tiny", cache=module_cache).as_dict()
     first, second = run(), run()
-    assert first["allclose"] and first["max_abs_error"] < 1e-4
+    assert first["allclose"] and first["max_abs_error"] < 1e-4 and first["dense_max_abs_error"] < 1e-4
     assert first["converted_layers"] == first["total_layers"] == 12
     assert all(first[k] > 0 for k in ("torch_dense_ms", "tvm_dense_ms", "tvm_sparse_ms", "peak_rss_mb"))
     assert first["timings"]["tvm_sparse"]["repeats"] == 2 and first["threads"] == 1

@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from core.artifact_cache import ArtifactCache
 from core.errors import SparseLabError
+from core.tvm.bsr_kernel import candidate_schedules
 from core.tvm.bsr_rewrite import RewriteOptions
 from core.tvm.compile import CompileOptions, compile_model
 from core.tvm.relax_import import InputShape, example_inputs, export_model, to_relax
+from core.tvm.tuning import tuned_schedules
 from tests.fixtures_tvm import SEQ_LEN, _tiny_dense, magnitude_prune_, module_cache, tiny_model  # noqa: F401
 
 SHAPE = InputShape(batch=2, seq_len=SEQ_LEN)
@@ -31,8 +34,6 @@ def test_compiled_model_matches_pytorch_with_the_same_pruned_weights(tiny_model,
 
 
 def test_second_request_loads_the_cached_library(tiny_model, tmp_path):
-    from core.artifact_cache import ArtifactCache
-
     magnitude_prune_(tiny_model, 0.95)
     options = CompileOptions(SHAPE, threads=1, rewrite=RewriteOptions(block=(1, 1)))
     first = compile_model(tiny_model, options, cache=ArtifactCache(tmp_path, 10**10))
@@ -70,10 +71,6 @@ def test_an_op_tvm_cannot_import_is_named():
 
 
 def test_tuned_schedules_are_measured_once_and_compile_correctly(tiny_model, tmp_path):
-    from core.artifact_cache import ArtifactCache
-    from core.tvm.bsr_kernel import candidate_schedules
-    from core.tvm.tuning import tuned_schedules
-
     magnitude_prune_(tiny_model, 0.9)
     cache = ArtifactCache(tmp_path, 10**10)
     tokens = SHAPE.batch * SHAPE.seq_len

@@ -150,3 +150,11 @@ def bsr_matmul(shape: BsrKernelShape, schedule: BsrSchedule):
                     for ti in T.vectorized(tile):
                         yt[i * rows + r, to * tile + ti] = acc[r, ti]
     return kernel
+
+
+def build_kernel(shape: BsrKernelShape, schedule: BsrSchedule, target):
+    """The kernel compiled alone, callable as ``f(xt, data, indices, indptr, out)`` (benchmarks, tuning)."""
+    import tvm
+
+    module = tvm.IRModule({"main": bsr_matmul(shape, schedule).with_attr("global_symbol", "main")})
+    return tvm.compile(module, target=target)["main"]

@@ -59,7 +59,7 @@ def linear_names(model) -> dict[str, str]:
             for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
 
 
-def _decide(weight: np.ndarray, options: RewriteOptions) -> tuple[bsr_format.BsrMatrix | None, float | None, str]:
+def decide(weight: np.ndarray, options: RewriteOptions) -> tuple[bsr_format.BsrMatrix | None, float | None, str]:
     """(BSR form or None if the layer stays dense, its block sparsity if measurable, why it stays dense)."""
     if options.block is None:
         return None, None, "dense build"
@@ -131,7 +131,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             leading = [int(d) for d in x.ty.shape][:-1]
             m = int(np.prod(leading))
             x2 = x if len(leading) == 1 else self.builder_.emit(relax.op.reshape(x, (m, k)))
-            bsr, sparsity, note = _decide(weight, options)
+            bsr, sparsity, note = decide(weight, options)
             block = f"{options.block[0]}x{options.block[1]}" if options.block else None
             sparsity = None if sparsity is None else round(sparsity, 4)
             if bsr is None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from core.timing import measure
 from core.tvm.bsr_format import to_bsr
-from core.tvm.bsr_kernel import BsrKernelShape, bsr_matmul, default_schedule, output_shape
+from core.tvm.bsr_kernel import BsrKernelShape, build_kernel, default_schedule, output_shape
 from core.tvm.target import host_target, set_runtime_threads
 
 BLOCKS = ((1, 1), (4, 1), (8, 1), (16, 1), (32, 1))
@@ -50,12 +50,11 @@ def sweep(layer: tuple[int, int] = (768, 768), tokens: int = 128, blocks=BLOCKS,
                        repeats=repeats).median_ms
     set_runtime_threads(threads)
     device, target, points = tvm.cpu(), host_target(threads), []
+    lhs = tvm.runtime.tensor(np.ascontiguousarray(x.T), device)
     for block in blocks:
         shape = BsrKernelShape(tokens, k, n, block)
         schedule = default_schedule(shape)
-        kernel = tvm.compile(tvm.IRModule({"main": bsr_matmul(shape, schedule).with_attr("global_symbol", "main")}),
-                             target=target)["main"]
-        lhs = tvm.runtime.tensor(np.ascontiguousarray(x.T), device)
+        kernel = build_kernel(shape, schedule, target)
         out = tvm.runtime.tensor(np.zeros(output_shape(shape, schedule), np.float32), device)
         for sparsity in sparsities:
             bsr = to_bsr(random_block_sparse((n, k), sparsity, block, seed=seed), block)

@@ -19,13 +19,14 @@ import numpy as np
 from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
 from core.timing import measure
 from core.tvm import bsr_format
-from core.tvm.bsr_kernel import BsrKernelShape, BsrSchedule, bsr_matmul, candidate_schedules, output_shape
+from core.tvm.bsr_kernel import BsrKernelShape, BsrSchedule, build_kernel, candidate_schedules, output_shape
+from core.tvm.bsr_rewrite import RewriteOptions, decide
 from core.tvm.target import host_target, set_runtime_threads
 
 CHOICE_FILE = "schedule.json"
 
 
-def layers_to_convert(model, block: tuple[int, int], threshold: float) -> dict[tuple[int, int], np.ndarray]:
+def layers_to_convert(model, options: RewriteOptions) -> dict[tuple[int, int], np.ndarray]:
     """One weight per (out, in) shape among the Linears the rewrite will turn into BSR."""
     import torch
 
@@ -33,8 +34,7 @@ def layers_to_convert(model, block: tuple[int, int], threshold: float) -> dict[t
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             weight = module.weight.detach().numpy()
-            if weight.shape not in chosen and bsr_format.divides(weight.shape, block) \
-                    and 1.0 - bsr_format.block_mask(weight, block).mean() >= threshold:
+            if weight.shape not in chosen and decide(weight, options)[0] is not None:
                 chosen[weight.shape] = weight
     return chosen
 
@@ -51,8 +51,7 @@ def schedule_timings(shape: BsrKernelShape, weight: np.ndarray, threads: int,
     arrays = [tvm.runtime.tensor(a, device) for a in (xt, bsr.data, bsr.indices, bsr.indptr)]
     timings = {}
     for schedule in candidate_schedules(shape):
-        module = tvm.IRModule({"main": bsr_matmul(shape, schedule).with_attr("global_symbol", "main")})
-        kernel = tvm.compile(module, target=target)["main"]
+        kernel = build_kernel(shape, schedule, target)
         out = tvm.runtime.tensor(np.zeros(output_shape(shape, schedule), np.float32), device)
         timings[schedule] = measure(lambda: kernel(*arrays, out), threads=threads, repeats=repeats).median_ms
     return timings
@@ -65,7 +64,7 @@ def tuned_schedules(model, *, block: tuple[int, int], threshold: float, tokens: 
     ``tokens`` is what the kernels run on: ``bsr_kernel.padded_tokens(batch * seq_len)``."""
     cache = cache or default_cache()
     choices = {}
-    for (n, k), weight in layers_to_convert(model, block, threshold).items():
+    for (n, k), weight in layers_to_convert(model, RewriteOptions(block, threshold)).items():
         shape = BsrKernelShape(tokens, k, n, block)
         density = round(float(bsr_format.block_mask(weight, block).mean()), 2)
         spec = ArtifactSpec(kind="tvm-bsr-schedule", libraries=("apache-tvm",), cpu_specific=True, inputs={

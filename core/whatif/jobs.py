@@ -5,13 +5,29 @@ Params are JSON-friendly and named like the CLI flags (core/commands/whatif.py).
 
 from __future__ import annotations
 
+from core.run_store import RunRecord, default_store
 from core.whatif.check import check_point
 from core.whatif.estimate import WhatIfRequest, estimate
 
+ESTIMATE_KIND = "whatif"
+
 
 def whatif_job(params: dict, progress=None) -> dict:
-    """``model``, ``sparsities``, ``blocks``, ``seq_len``, ``batch``, ``threads`` -> ``WhatIfResult.as_dict()``."""
-    return estimate(WhatIfRequest.from_params(params), progress=progress).as_dict()
+    """``model``, ``sparsities``, ``blocks``, ``seq_len``, ``batch``, ``threads`` -> ``WhatIfResult.as_dict()``.
+
+    Every point goes to the run store as kind ``whatif`` (latency and size are estimates, the error bar
+    is ``latency_std_ms``), so Compare can set estimates beside measured runs."""
+    result = estimate(WhatIfRequest.from_params(params), progress=progress).as_dict()
+    store = default_store()
+    sizes = {(s["sparsity"], s["block"]): s for s in result["sizes"]}
+    for point in result["estimates"]:
+        size = sizes.get((point["sparsity"], point["block"]), {})
+        store.add(RunRecord(kind=ESTIMATE_KIND, model=result["model"], method="random", sparsity=point["sparsity"],
+                            block=point["block"], size_bytes=size.get("int8_sparse_bytes"),
+                            latency_ms=point["estimate_ms"], latency_std_ms=point["error_ms"], threads=result["threads"],
+                            settings={"seq_len": result["seq_len"], "batch": result["batch"], "estimated": True},
+                            metrics={**point, **size, "torch_dense_ms": result["torch_dense_ms"]}))
+    return result
 
 
 def whatif_check_job(params: dict, progress=None) -> dict:
