@@ -1,10 +1,12 @@
 """Every test gets its own SparseLab home (cache, run store, jobs) and works offline."""
 
+import copy
 import os
 
 import pytest
 
 import core  # noqa: F401  (process-wide switches first)
+from core.model_source import resolve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -16,3 +18,14 @@ def sparselab_home(tmp_path, monkeypatch):
     for name in ("SPARSELAB_CACHE_DIR", "SPARSELAB_STORE", "SPARSELAB_JOBS_DIR", "SPARSELAB_CACHE_CAP_BYTES"):
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def _tiny_dense():
+    return resolve("bert-tiny").load_model()
+
+
+@pytest.fixture
+def tiny_model(_tiny_dense):
+    """A fresh bert-tiny (2 layers, hidden 128, seeded weights) that a test may prune."""
+    return copy.deepcopy(_tiny_dense)

@@ -4,7 +4,6 @@ Weights are prepared here with plain numpy, so these tests do not depend on
 core.pruning: the engine takes any already-pruned torch model.
 """
 
-import copy
 import os
 
 import numpy as np
@@ -12,7 +11,6 @@ import pytest
 import torch
 
 from core.artifact_cache import ArtifactCache
-from core.model_source import resolve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -38,17 +36,6 @@ def magnitude_prune_(model, sparsity: float, skip: tuple[str, ...] = ()) -> None
                 weight = module.weight.numpy()
                 cutoff = np.quantile(np.abs(weight), sparsity)
                 weight[np.abs(weight) < cutoff] = 0.0
-
-
-@pytest.fixture(scope="session")
-def _tiny_dense():
-    return resolve("bert-tiny").load_model()
-
-
-@pytest.fixture
-def tiny_model(_tiny_dense):
-    """A fresh bert-tiny (2 layers, hidden 128, seeded weights) that a test may prune."""
-    return copy.deepcopy(_tiny_dense)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ import torch
 
 from core.errors import SparseLabError
 from core.pruning.apply import PruneConfig, prune_model
-from tests.fixtures_pruning import _tiny_dense, tiny_model  # noqa: F401
 
 
 @pytest.mark.parametrize("spec, label, pattern", [

@@ -7,7 +7,7 @@ import torch
 from core.errors import SparseLabError
 from core.pruning.apply import PruneConfig, prune_model
 from core.pruning.random_weights import random_block_sparse
-from tests.fixtures_pruning import _tiny_dense, block_nonzero, tiny_model  # noqa: F401
+from tests.fixtures_pruning import block_nonzero
 
 
 @pytest.mark.parametrize("block", [(16, 1), (1, 4), (4, 4), (1, 1)])

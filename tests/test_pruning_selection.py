@@ -3,7 +3,6 @@ import pytest
 from core.errors import SparseLabError
 from core.model_source import resolve
 from core.pruning.selection import matches, select_linear_layers
-from tests.fixtures_pruning import _tiny_dense, tiny_model  # noqa: F401
 
 
 def test_default_is_encoder_layers_only(tiny_model):

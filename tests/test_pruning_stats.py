@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from core.pruning.stats import heatmap, layer_sparsities, overall_sparsity
-from tests.fixtures_pruning import _tiny_dense, tiny_model  # noqa: F401
 
 
 def test_layer_sparsities_cover_every_linear_layer(tiny_model):

@@ -8,7 +8,7 @@ from core import cli
 from core.tvm.benchmark import compare
 from core.tvm.kernel_sweep import sweep
 from core.tvm.relax_import import InputShape
-from tests.fixtures_tvm import SEQ_LEN, _tiny_dense, magnitude_prune_, module_cache, tiny_model  # noqa: F401
+from tests.fixtures_tvm import SEQ_LEN, magnitude_prune_, module_cache  # noqa: F401
 
 
 def test_compare_reports_timings_layers_and_correctness(_tiny_dense, tiny_model, module_cache):
