@@ -45,9 +45,7 @@ def test_whatif_estimate_then_compare_in_the_browser(sparselab_home):
         form = page.get_by_test_id("stForm").first
         form.get_by_test_id("stSelectbox").first.click()
         page.get_by_role("option", name="bert-tiny").click()
-        sequence = page.get_by_label("Sequence length")
-        sequence.fill("32")
-        sequence.press("Enter")
+        page.get_by_label("Sequence length").fill("32")  # no Enter: in a form, Enter submits it
         form.get_by_role("button", name="Estimate").click()
         page.get_by_text("Answered in").wait_for(timeout=300_000)
         chart = page.locator(".js-plotly-plot").first
@@ -57,6 +55,10 @@ def test_whatif_estimate_then_compare_in_the_browser(sparselab_home):
         screenshot(page, "whatif")
 
         open_from_sidebar(page, "Compare")
-        page.get_by_text("35 of 35 runs").wait_for(timeout=60_000)  # 7 sparsities x 5 blocks, each a run
+        try:
+            page.get_by_text("35 of 35 runs").wait_for(timeout=60_000)  # 7 sparsities x 5 blocks, each a run
+        except Exception:
+            screenshot(page, "compare-after-whatif-failed")
+            raise AssertionError(f"Compare shows {page.get_by_test_id('stCaptionContainer').all_inner_texts()}")
         page.get_by_test_id("stDataFrame").wait_for(timeout=30_000)
         screenshot(page, "compare-after-whatif")
