@@ -19,6 +19,12 @@ def _param(name: str) -> str:
 
 
 def start_job(name: str, params: dict, label: str) -> None:
+    """Start the page's job, unless the same job with the same settings is already running
+    (pressing Enter in a form and then clicking its button submits it twice)."""
+    running = current_job(name)
+    if running and running.active and running.params == params:
+        st.toast("This job is already running.")
+        return
     try:
         job_id = job_runner().submit(name, params, label=label)
     except SparseLabError as exc:
