@@ -24,7 +24,7 @@ def run(args) -> dict:
     config.validate()
     result = store_model(source, config, Path(args.out))
     default_store().add(RunRecord(
-        kind="store", model=source.name, method=f"int8-{'channel' if config.per_channel else 'tensor'}",
+        kind="store", model=source.name, method=config.method,
         sparsity=result.linear_sparsity, size_bytes=result.size_bytes,
         settings={"format": config.format, "embeddings": config.embeddings, "task": config.task},
         metrics=result.as_dict()))

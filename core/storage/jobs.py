@@ -42,7 +42,7 @@ def store_job(params: dict, progress) -> dict:
                             progress=lambda f, m: progress(0.3 + 0.7 * f, m))
     waterfall = report["waterfalls"][config.embeddings if config.embeddings != "none" else "none"]
     default_store().add(RunRecord(
-        kind="store", model=source.name, method=f"int8-{'channel' if config.per_channel else 'tensor'}",
+        kind="store", model=source.name, method=config.method,
         size_bytes=result_dict["size_bytes"], accuracy=report["fidelity"]["vs_pruned_fp32"]["mean_cosine"],
         latency_ms=report["latency"]["int8"]["median_ms"], latency_std_ms=report["latency"]["int8"]["std_ms"],
         threads=report["latency"]["int8"]["threads"],

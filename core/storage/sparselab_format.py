@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from core.errors import SparseLabError
@@ -48,7 +49,7 @@ def save(state: QuantizedState, path: Path, attrs: dict | None = None) -> None:
         h5.attrs["version"] = VERSION
         h5.attrs[METADATA_ATTR] = json.dumps(state.metadata)
         group = h5.create_group("linear")
-        group.create_dataset("names", data=np.array(names, dtype=object), dtype=_string_dtype())
+        group.create_dataset("names", data=np.array(names, dtype=object), dtype=h5py.string_dtype())
         group.create_dataset("shapes", data=np.array([l.weight.int_repr.shape for l in layers], np.int64).reshape(-1, 2))
         group.create_dataset("nnz", data=np.array([len(v) for v in values], np.int64))
         group.create_dataset("gap_bytes", data=np.array([len(g) for g in gaps], np.int64))
@@ -72,12 +73,6 @@ def save(state: QuantizedState, path: Path, attrs: dict | None = None) -> None:
 
 def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate([np.asarray(a, dtype).ravel() for a in arrays]) if arrays else np.zeros(0, dtype)
-
-
-def _string_dtype():
-    import h5py
-
-    return h5py.string_dtype()
 
 
 def is_sparselab_file(h5) -> bool:

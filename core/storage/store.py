@@ -29,6 +29,11 @@ class StoreConfig:
     embeddings: str = "none"  # none | fp32 | fp16
     task: str = "base"
 
+    @property
+    def method(self) -> str:
+        """The run store's method name for this quantization."""
+        return f"int8-{'channel' if self.per_channel else 'tensor'}"
+
     def validate(self) -> None:
         if self.format not in FORMATS:
             raise SparseLabError(f"Unknown format '{self.format}'; choose {' or '.join(FORMATS)}.")
