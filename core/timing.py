@@ -11,9 +11,9 @@ import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator
 
 _THREAD_ENV_VARS = ("TVM_NUM_THREADS", "OMP_NUM_THREADS")
 
@@ -30,6 +30,12 @@ class Timing:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+    @classmethod
+    def of(cls, samples_ms: list[float], *, warmup: int, threads: int) -> "Timing":
+        return cls(median_ms=statistics.median(samples_ms), mean_ms=statistics.fmean(samples_ms),
+                   std_ms=statistics.stdev(samples_ms) if len(samples_ms) > 1 else 0.0, min_ms=min(samples_ms),
+                   repeats=len(samples_ms), warmup=warmup, threads=threads)
 
 
 @contextmanager
@@ -57,24 +63,24 @@ def thread_count(threads: int) -> Iterator[None]:
 
 
 def measure(fn: Callable[[], object], *, threads: int, repeats: int = 20, warmup: int = 3,
-            clock: Callable[[], float] = time.perf_counter) -> Timing:
-    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones."""
+            clock: Callable[[], float] = time.perf_counter,
+            placement: Callable[[], ContextManager] = nullcontext, pause_s: float = 0.0) -> Timing:
+    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones inside ``placement()`` (a
+    runtime's thread placement, entered once the warm-up has started its thread pool).
+
+    ``pause_s`` between timed calls spreads them over time: a shared host's slow spells last
+    seconds, and back-to-back runs would all fall into one."""
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     samples = []
     with thread_count(threads):
         for _ in range(warmup):
             fn()
-        for _ in range(repeats):
-            start = clock()
-            fn()
-            samples.append((clock() - start) * 1e3)
-    return Timing(
-        median_ms=statistics.median(samples),
-        mean_ms=statistics.fmean(samples),
-        std_ms=statistics.stdev(samples) if len(samples) > 1 else 0.0,
-        min_ms=min(samples),
-        repeats=repeats,
-        warmup=warmup,
-        threads=threads,
-    )
+        with placement():
+            for _ in range(repeats):
+                if pause_s and samples:
+                    time.sleep(pause_s)
+                start = clock()
+                fn()
+                samples.append((clock() - start) * 1e3)
+    return Timing.of(samples, warmup=warmup, threads=threads)

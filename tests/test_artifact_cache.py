@@ -118,3 +118,25 @@ def test_clear_removes_everything(tmp_path):
         cache.get_or_build(ArtifactSpec("x", {"i": i}), lambda out: (out / "f").write_text("1"))
     assert cache.clear() == 3
     assert cache.entries() == []
+
+
+def test_every_file_is_on_disk_before_the_artifact_is_published(tmp_path, monkeypatch):
+    import core.artifact_cache as artifact_cache
+
+    synced, published = set(), []
+    real_fsync, real_rename = artifact_cache._fsync_path, os.rename
+    monkeypatch.setattr(artifact_cache, "_fsync_path", lambda path: (synced.add(Path(path)), real_fsync(path)))
+
+    def rename(source, target):
+        published.append({p for p in Path(source).rglob("*") if p.is_file()} <= synced)
+        real_rename(source, target)
+
+    monkeypatch.setattr(artifact_cache.os, "rename", rename)
+
+    def build(directory: Path) -> None:
+        (directory / "sub").mkdir()
+        (directory / "sub" / "model.so").write_bytes(b"x" * 1000)
+        (directory / "report.json").write_text("{}")
+
+    ArtifactCache(tmp_path, 10**9).get_or_build(ArtifactSpec("t", {"a": 1}), build)
+    assert published == [True]

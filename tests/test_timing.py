@@ -1,4 +1,5 @@
 import os
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -14,6 +15,19 @@ def test_measure_counts_calls_and_summarises():
     assert len(calls) == 7
     assert timing.median_ms == pytest.approx(1.0) and timing.min_ms == pytest.approx(1.0)
     assert timing.std_ms == pytest.approx(0.0) and timing.repeats == 5 and timing.threads == 1
+
+
+def test_placement_wraps_the_timed_calls_only():
+    events = []
+
+    @contextmanager
+    def placement():
+        events.append("enter")
+        yield
+        events.append("exit")
+
+    measure(lambda: events.append("call"), threads=1, repeats=2, warmup=1, placement=placement)
+    assert events == ["call", "enter", "call", "call", "exit"]
 
 
 def test_thread_count_is_set_and_restored():

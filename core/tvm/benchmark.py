@@ -21,6 +21,7 @@ from core.timing import Timing, measure
 from core.tvm.bsr_rewrite import DEFAULT_THRESHOLD, RewriteOptions
 from core.tvm.compile import CompiledModel, CompileOptions, compile_model
 from core.tvm.relax_import import InputShape, example_inputs
+from core.tvm.target import measure_tvm
 
 Progress = Callable[[float, str], None]
 ATOL = RTOL = 1e-4
@@ -113,10 +114,10 @@ def compare(dense_model, sparse_model, *, shape: InputShape, threads: int, block
     progress(0.75, "timing PyTorch (dense)")
     torch_timing = measure(torch_dense, threads=threads, repeats=repeats, warmup=warmup)
     progress(0.85, "timing TVM dense")
-    dense_timing = measure(lambda: dense_runner.run_device(dense_args), threads=threads, repeats=repeats,
+    dense_timing = measure_tvm(lambda: dense_runner.run_device(dense_args), threads=threads, repeats=repeats,
                            warmup=warmup)
     progress(0.95, "timing TVM sparse")
-    sparse_timing = measure(lambda: sparse_runner.run_device(sparse_args), threads=threads, repeats=repeats,
+    sparse_timing = measure_tvm(lambda: sparse_runner.run_device(sparse_args), threads=threads, repeats=repeats,
                             warmup=warmup)
     progress(1.0, "done")
     return Comparison(torch_timing, dense_timing, sparse_timing, dense, sparse, all(ok for ok, _ in checks),

@@ -13,7 +13,7 @@ import numpy as np
 from core.timing import measure
 from core.tvm.bsr_format import to_bsr
 from core.tvm.bsr_kernel import BsrKernelShape, build_kernel, default_schedule, output_shape
-from core.tvm.target import host_target, set_runtime_threads
+from core.tvm.target import host_target, measure_tvm, set_runtime_threads
 
 BLOCKS = ((1, 1), (4, 1), (8, 1), (16, 1), (32, 1))
 SPARSITIES = (0.7, 0.8, 0.9, 0.95, 0.98)
@@ -59,7 +59,7 @@ def sweep(layer: tuple[int, int] = (768, 768), tokens: int = 128, blocks=BLOCKS,
         for sparsity in sparsities:
             bsr = to_bsr(random_block_sparse((n, k), sparsity, block, seed=seed), block)
             arrays = [tvm.runtime.tensor(a, device) for a in (bsr.data, bsr.indices, bsr.indptr)]
-            timing = measure(lambda: kernel(lhs, *arrays, out), threads=threads, repeats=repeats)
+            timing = measure_tvm(lambda: kernel(lhs, *arrays, out), threads=threads, repeats=repeats)
             points.append(SweepPoint(f"{block[0]}x{block[1]}", sparsity, schedule.label, timing.median_ms,
                                      timing.std_ms, torch_ms, torch_ms / timing.median_ms))
     return points

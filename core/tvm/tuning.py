@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
-from core.timing import measure
 from core.tvm import bsr_format
 from core.tvm.bsr_kernel import BsrKernelShape, BsrSchedule, build_kernel, candidate_schedules, output_shape
 from core.tvm.bsr_rewrite import RewriteOptions, decide
-from core.tvm.target import host_target, set_runtime_threads
+from core.tvm.target import host_target, measure_tvm, set_runtime_threads
 
 CHOICE_FILE = "schedule.json"
 
@@ -53,7 +52,7 @@ def schedule_timings(shape: BsrKernelShape, weight: np.ndarray, threads: int,
     for schedule in candidate_schedules(shape):
         kernel = build_kernel(shape, schedule, target)
         out = tvm.runtime.tensor(np.zeros(output_shape(shape, schedule), np.float32), device)
-        timings[schedule] = measure(lambda: kernel(*arrays, out), threads=threads, repeats=repeats).median_ms
+        timings[schedule] = measure_tvm(lambda: kernel(*arrays, out), threads=threads, repeats=repeats).median_ms
     return timings
 
 

@@ -12,11 +12,11 @@ from typing import Callable
 from core.model_source import resolve
 from core.pruning.block import format_block
 from core.run_store import RunRecord, RunStore, default_store
-from core.timing import measure
+from core.tvm.target import measure_tvm
 from core.tvm.relax_import import example_inputs
 from core.whatif.accuracy import CHECK_KIND
 from core.whatif.estimate import WhatIfRequest, estimate
-from core.whatif.rest_of_model import compile_whatif, model_profile
+from core.whatif.rest_of_model import PAUSE_S, compile_whatif, model_profile
 
 Progress = Callable[[float, str], None]
 
@@ -41,7 +41,7 @@ def check_point(model: str, sparsity: float, block: tuple[int, int], seq_len: in
     progress(0.9, "timing the compiled model")
     runner = compiled.runner()
     args = runner.to_device(example_inputs(request.shape, dense.config.vocab_size))
-    timing = measure(lambda: runner.run_device(args), threads=threads, repeats=repeats)
+    timing = measure_tvm(lambda: runner.run_device(args), threads=threads, repeats=repeats, pause_s=PAUSE_S)
     measured = timing.median_ms
     rel_error = (point.estimate_ms - measured) / measured
     metrics = {"estimate_ms": point.estimate_ms, "error_ms": point.error_ms, "measured_ms": measured,

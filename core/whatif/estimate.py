@@ -26,7 +26,7 @@ from core.model_source import resolve
 from core.pruning.block import divides, format_block, parse_block
 from core.tvm.relax_import import InputShape
 from core.whatif.accuracy import past_accuracy
-from core.whatif.kernel_timings import SPARSITY_GRID, bsr_curve, dense_kernel_ms
+from core.whatif.kernel_timings import SPARSITY_GRID, KernelTable, bsr_curve, dense_kernel_ms, measure_tables
 from core.whatif.rest_of_model import ModelProfile, Rest, family, model_profile, rest_of_model
 from core.whatif.sizes import SizeEstimate, model_sizes
 
@@ -157,9 +157,19 @@ class _Measurements:
     def dense(self, layer: tuple[int, int]) -> tuple[float, float]:
         return self._hit(dense_kernel_ms(self.tokens, layer, self.request.threads, self.cache))
 
+    def time_kernels(self, profile: ModelProfile) -> None:
+        """Every kernel table the request needs that this CPU lacks, timed together (``measure_tables``)."""
+        threads, shapes = self.request.threads, sorted({layer.shape for layer in profile.linears})
+        pruned = sorted({layer.shape for layer in profile.linears if layer.pruned})
+        tables = [KernelTable(self.tokens, shape, None, threads) for shape in shapes]
+        tables += [KernelTable(self.tokens, shape, block, threads) for block in self.request.blocks
+                   for shape in pruned if divides(shape, block)]
+        measured = measure_tables(tables, self.cache,
+                                  lambda fraction, message: self.progress(0.05 + 0.4 * fraction, message))
+        self.hits.append(measured == 0)
+
     @functools.cache
     def curve(self, layer: tuple[int, int], block: tuple[int, int]):
-        self.progress(0.1, f"BSR kernel {layer[0]}x{layer[1]} {format_block(block)}")
         return self._hit(bsr_curve(self.tokens, layer, block, self.request.threads, self.cache))
 
     @functools.cache
@@ -216,6 +226,7 @@ def estimate(request: WhatIfRequest, *, cache=None, store=None, progress: Progre
         if not any(divides(layer.shape, block) for layer in pruned):
             raise SparseLabError(f"Block {format_block(block)} divides none of the {len(pruned)} prunable Linear "
                                  f"layers of {profile.name} (e.g. {pruned[0].shape[0]}x{pruned[0].shape[1]}).")
+    m.time_kernels(profile)
     calibration = {k: v for k, v in past_accuracy(store or default_store(), threads=request.threads).items()
                    if k != "pairs"}
     rms = calibration["rms_rel_error"] or 0.0

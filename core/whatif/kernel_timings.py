@@ -2,34 +2,43 @@
 
 A BSR kernel's stored-block count is symbolic, so one compiled kernel per
 (tokens, layer shape, block, schedule) is timed on random block-sparse data at
-every grid sparsity, with the weights out of cache as in the model; the sparsities in between are
-interpolated linearly in log(time) over log(density), which matched measured
-grid points to a few percent (``KernelCurve.interpolation_error`` is that
-leave-one-out check, and it goes into the error bar). Tables are cached per
-CPU, TVM version and schedule version, so a model whose shapes were seen before
-costs no kernel timing at all.
+every grid sparsity; the sparsities in between are interpolated linearly in
+log(time) over log(density) (``KernelCurve.interpolation_error`` is that
+leave-one-out check, and it goes into the error bar).
+
+How they are timed matters more than anything else here (docs/whatif.md):
+every kernel a request lacks is timed together, round-robin. Each round first
+evicts the caches (weights come from memory, as in the model, where 72 layers'
+weights do not fit in L3), then calls every (kernel, sparsity) once, then
+pauses; a kernel's time is its median over the rounds. The rounds span
+seconds, so a slow spell of the shared host (they last seconds and can double
+every time) moves a few rounds of every kernel, not every round of one.
+Tables are cached per CPU, TVM version and schedule version, so a model whose
+shapes were seen before costs no kernel timing at all.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
+import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable
 
 import numpy as np
 
-from core.timing import Timing, measure
+from core.timing import Timing
 from core.tvm.bsr_kernel import BsrKernelShape, default_schedule
 from core.tvm.compile import SCHEDULE_VERSION
-from core.whatif.cached import cached_json
+from core.tvm.target import measure_tvm
+from core.whatif.cached import cached_json, is_cached
 
 SPARSITY_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
-REPEATS = 15
-COLD_BYTES = 96 * 2**20  # more than this CPU's L3, so every timed call reads weights from memory
-MAX_COPIES = 64
+ROUNDS = 15
+PAUSE_S = 0.1  # between rounds
+EVICT_BYTES = 64 * 2**20  # written before every round: more than this CPU's L3
 TVM_LIBRARIES = ("apache-tvm", "apache-tvm-ffi")
+Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -71,25 +80,109 @@ def _piecewise_linear(x: list[float], y: list[float], at: float) -> float:
     return float(ys[i] + (ys[i + 1] - ys[i]) * (at - xs[i]) / (xs[i + 1] - xs[i]))
 
 
-def _key(tokens: int, layer: tuple[int, int], threads: int) -> dict:
-    return {"tokens": tokens, "layer": list(layer), "threads": threads, "repeats": REPEATS,
-            "schedule_version": SCHEDULE_VERSION}
+@dataclass(frozen=True)
+class KernelTable:
+    """What one cached table times: the BSR kernel of ``layer`` (out, in) with ``block`` over the sparsity
+    grid, or with ``block=None`` the packed dense kernel (the schedules compile_model uses)."""
+
+    tokens: int
+    layer: tuple[int, int]
+    block: tuple[int, int] | None
+    threads: int
+
+    @property
+    def schedule(self):
+        from core.tvm.dense_kernel import default_schedule as dense_schedule
+
+        if self.block is None:
+            return dense_schedule(self.tokens, self.layer[0])
+        return default_schedule(BsrKernelShape(self.tokens, self.layer[1], self.layer[0], self.block))
+
+    def cache_args(self) -> tuple[str, dict]:
+        inputs = {"tokens": self.tokens, "layer": list(self.layer), "threads": self.threads, "rounds": ROUNDS,
+                  "schedule_version": SCHEDULE_VERSION, "schedule": self.schedule.label}
+        if self.block is None:
+            return "whatif-dense-kernel", inputs
+        return "whatif-bsr-kernel", {**inputs, "block": list(self.block), "sparsities": list(SPARSITY_GRID)}
+
+    def __str__(self) -> str:
+        kernel = "dense" if self.block is None else f"BSR {self.block[0]}x{self.block[1]}"
+        return f"{kernel} kernel {self.layer[0]}x{self.layer[1]}"
+
+    def calls(self) -> list["_Call"]:
+        """The compiled kernel, one call per timed point (grid sparsities, or the one dense weight)."""
+        if self.block is None:
+            return [_dense_call(self.tokens, self.layer, self.schedule, self.threads)]
+        return _bsr_calls(self.tokens, self.layer, self.block, self.schedule, self.threads)
+
+    def summary(self, timings: list[Timing]) -> dict:
+        ms = [t.median_ms for t in timings]
+        return {"ms": ms[0] if self.block is None else ms,
+                "spread": statistics.median(relative_spread(t) for t in timings)}
+
+
+@dataclass(frozen=True)
+class _Call:
+    run: Callable[[], object]
+    weight_bytes: int
+
+
+def _is_cached(table: KernelTable, cache) -> bool:
+    kind, inputs = table.cache_args()
+    return is_cached(kind, inputs, libraries=TVM_LIBRARIES, cache=cache)
+
+
+def measure_tables(tables, cache=None, progress: Progress | None = None) -> int:
+    """Time every table of ``tables`` the cache lacks, all in one round-robin, and cache each; how many."""
+    progress = progress or (lambda fraction, message: None)
+    missing = [table for table in dict.fromkeys(tables) if not _is_cached(table, cache)]
+    if not missing:
+        return 0
+    calls = []
+    for i, table in enumerate(missing):
+        progress(0.7 * i / len(missing), f"compiling the {table}")
+        calls.append(table.calls())
+    progress(0.7, f"timing {len(missing)} kernels round-robin, {ROUNDS} rounds")
+    every_call = [call for table_calls in calls for call in table_calls]
+    timings = iter(time_round_robin(every_call, missing[0].threads, ROUNDS))
+    for table, table_calls in zip(missing, calls):
+        summary = table.summary([next(timings) for _ in table_calls])
+        kind, inputs = table.cache_args()
+        cached_json(kind, inputs, lambda: summary, libraries=TVM_LIBRARIES, cache=cache, description=str(table))
+    progress(1.0, "kernels timed")
+    return len(missing)
+
+
+def time_round_robin(calls: list[_Call], threads: int, rounds: int = ROUNDS) -> list[Timing]:
+    """Every call once per round, its weights out of cache; rounds ``PAUSE_S`` apart; a Timing per call."""
+    samples: list[list[float]] = [[] for _ in calls]
+    evict = np.zeros(EVICT_BYTES // 8)
+    wake = min(calls, key=lambda call: call.weight_bytes).run  # wakes TVM's workers after the pause, touching little
+
+    def one_round():
+        np.add(evict, 1.0, out=evict)
+        wake()
+        for call, times in zip(calls, samples):
+            start = time.perf_counter()
+            call.run()
+            times.append((time.perf_counter() - start) * 1e3)
+
+    measure_tvm(one_round, threads=threads, repeats=rounds, warmup=1, pause_s=PAUSE_S)
+    return [Timing.of(times[-rounds:], warmup=1, threads=threads) for times in samples]
+
+
+def _table(table: KernelTable, cache) -> tuple[dict, bool]:
+    """``(cached table, cache_hit)``, timing it (alone) on a miss."""
+    hit = _is_cached(table, cache)
+    measure_tables([table], cache)
+    kind, inputs = table.cache_args()
+    return cached_json(kind, inputs, dict, libraries=TVM_LIBRARIES, cache=cache)[0], hit
 
 
 def bsr_curve(tokens: int, layer: tuple[int, int], block: tuple[int, int], threads: int,
               cache=None) -> tuple[KernelCurve, bool]:
     """``layer`` is (out, in). ``(curve, cache_hit)``; the default schedule is the one compile_model uses."""
-    schedule = default_schedule(BsrKernelShape(tokens, layer[1], layer[0], block))
-
-    def compute() -> dict:
-        timings = _time_bsr(tokens, layer, block, schedule, threads)
-        return {"ms": [t.median_ms for t in timings],
-                "spread": statistics.median(relative_spread(t) for t in timings)}
-
-    inputs = {**_key(tokens, layer, threads), "block": list(block), "schedule": schedule.label,
-              "sparsities": list(SPARSITY_GRID)}
-    data, hit = cached_json("whatif-bsr-kernel", inputs, compute, libraries=TVM_LIBRARIES, cache=cache,
-                            description=f"BSR kernel timings {tokens}x{layer} {block} {threads} threads")
+    data, hit = _table(KernelTable(tokens, layer, block, threads), cache)
     return KernelCurve(SPARSITY_GRID, monotone(data["ms"]), data["spread"]), hit
 
 
@@ -104,17 +197,7 @@ def monotone(ms_by_ascending_sparsity) -> tuple[float, ...]:
 
 def dense_kernel_ms(tokens: int, layer: tuple[int, int], threads: int, cache=None) -> tuple[tuple[float, float], bool]:
     """``((median ms, relative spread), cache_hit)`` of the packed dense kernel for ``layer`` (out, in)."""
-    from core.tvm.dense_kernel import default_schedule as dense_schedule
-
-    schedule = dense_schedule(tokens, layer[0])
-
-    def compute() -> dict:
-        timing = _time_dense(tokens, layer, schedule, threads)
-        return {"ms": timing.median_ms, "spread": relative_spread(timing)}
-
-    data, hit = cached_json("whatif-dense-kernel", {**_key(tokens, layer, threads), "schedule": schedule.label},
-                            compute, libraries=TVM_LIBRARIES, cache=cache,
-                            description=f"dense kernel timing {tokens}x{layer} {threads} threads")
+    data, hit = _table(KernelTable(tokens, layer, None, threads), cache)
     return (data["ms"], data["spread"]), hit
 
 
@@ -127,24 +210,18 @@ def _compile(func, threads: int):
     return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=host_target(threads))["main"]
 
 
-def _tensors(shapes: list[tuple[int, ...]], seed: int = 0) -> list:
+def _tensors(*arrays: np.ndarray) -> list:
     import tvm
 
-    rng = np.random.default_rng(seed)
-    return [tvm.runtime.tensor(rng.standard_normal(shape).astype(np.float32), tvm.cpu()) for shape in shapes]
+    return [tvm.runtime.tensor(np.ascontiguousarray(a), tvm.cpu()) for a in arrays]
 
 
-def _cold_weights(arrays: list[np.ndarray]) -> Iterator[list]:
-    """Endless turns over enough device copies of ``arrays`` that each call finds them out of cache, as
-    in the model, where 72 layers' weights do not fit in L3 (cache-hot timings came out ~2x too fast)."""
-    import tvm
-
-    copies = int(np.clip(math.ceil(COLD_BYTES / sum(a.nbytes for a in arrays)), 1, MAX_COPIES))
-    return itertools.cycle([[tvm.runtime.tensor(a, tvm.cpu()) for a in arrays] for _ in range(copies)])
+def _random(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def _time_bsr(tokens: int, layer: tuple[int, int], block: tuple[int, int], schedule, threads: int) -> list[Timing]:
-    """One compiled kernel timed at every grid sparsity on random block-sparse weights (values do not matter)."""
+def _bsr_calls(tokens: int, layer: tuple[int, int], block: tuple[int, int], schedule, threads: int) -> list[_Call]:
+    """One compiled kernel on random block-sparse weights at every grid sparsity (values do not matter)."""
     from core.pruning.random_weights import random_block_sparse
     from core.tvm.bsr_format import to_bsr
     from core.tvm.bsr_kernel import bsr_matmul, output_shape
@@ -152,21 +229,21 @@ def _time_bsr(tokens: int, layer: tuple[int, int], block: tuple[int, int], sched
     n, k = layer
     shape = BsrKernelShape(tokens, k, n, block)
     kernel = _compile(bsr_matmul(shape, schedule), threads)
-    x, out = _tensors([(k, tokens), output_shape(shape, schedule)])  # the kernels read X^T
-    timings = []
+    x, out = _tensors(_random((k, tokens), 0), np.zeros(output_shape(shape, schedule), np.float32))  # reads X^T
+    calls = []
     for sparsity in SPARSITY_GRID:
         bsr = to_bsr(random_block_sparse((n, k), sparsity, block, seed=0), block)
-        weights = _cold_weights([bsr.data, bsr.indices, bsr.indptr])
-        timings.append(measure(lambda: kernel(x, *next(weights), out), threads=threads, repeats=REPEATS))
-    return timings
+        weights = _tensors(bsr.data, bsr.indices, bsr.indptr)
+        calls.append(_Call(lambda weights=weights: kernel(x, *weights, out),
+                           bsr.data.nbytes + bsr.indices.nbytes + bsr.indptr.nbytes))
+    return calls
 
 
-def _time_dense(tokens: int, layer: tuple[int, int], schedule, threads: int) -> Timing:
+def _dense_call(tokens: int, layer: tuple[int, int], schedule, threads: int) -> _Call:
     from core.tvm.dense_kernel import dense_matmul, pack_weight
 
     n, k = layer
     kernel = _compile(dense_matmul(tokens, k, n, schedule), threads)
-    x, out = _tensors([(tokens, k), (tokens, n)])
-    weight = np.random.default_rng(1).standard_normal((n, k)).astype(np.float32)
-    weights = _cold_weights([pack_weight(weight, schedule.lanes)])
-    return measure(lambda: kernel(x, *next(weights), out), threads=threads, repeats=REPEATS)
+    x, out, weight = _tensors(_random((tokens, k), 0), np.zeros((tokens, n), np.float32),
+                              pack_weight(_random((n, k), 1), schedule.lanes))
+    return _Call(lambda: kernel(x, weight, out), n * k * 4)

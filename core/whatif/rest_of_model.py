@@ -22,12 +22,13 @@ from core.model_source import ModelSource
 from core.timing import measure
 from core.tvm.compile import BUILD_LIBRARIES, SCHEDULE_VERSION
 from core.tvm.relax_import import InputShape, example_inputs
-from core.tvm.target import target_description
+from core.tvm.target import measure_tvm, target_description
 from core.whatif.cached import cached_json
 
 REST_SPARSITY = 0.99
 FAMILY_BLOCKS = {"tokens": (1, 1), "rows": (16, 1)}  # the rest does not depend on the block within a family
 REPEATS = 20
+PAUSE_S = 0.05  # between timed runs, so they spread over the shared host's slow and quiet spells
 TORCH_REPEATS = 5  # a reference line only; PyTorch eager BERT-base is ~0.2-0.5 s per run on a busy machine
 LINEAR_KERNEL_PREFIXES = ("bsr_", "dense_")  # names bsr_rewrite gives the kernels it adds
 
@@ -148,9 +149,8 @@ def rest_samples(runner, args, threads: int, repeats: int = REPEATS) -> list[tup
         runner.run_device(args)
         samples.append((whole * 1e3, inside[0] * 1e3))
 
-    warmup = 3
-    measure(pair, threads=threads, repeats=repeats, warmup=warmup)  # thread setup and warm-up as everywhere
-    return samples[warmup:]
+    measure_tvm(pair, threads=threads, repeats=repeats, pause_s=PAUSE_S)
+    return samples[-repeats:]
 
 
 @dataclass(frozen=True)
