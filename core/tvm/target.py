@@ -44,11 +44,17 @@ def target_description(threads: int) -> dict:
 
 
 def set_runtime_threads(threads: int) -> None:
-    """Resize TVM's thread pool now (env var alone is read only when the pool starts)."""
+    """Resize TVM's thread pool now (env var alone is read only when the pool starts).
+
+    Reconfiguring also binds the calling thread (to CPU 0 for a 1-thread pool); its CPUs are
+    put back, or threads it starts later, such as torch's pool, are born bound to one CPU."""
     import tvm
 
     os.environ["TVM_NUM_THREADS"] = str(threads)
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     tvm.get_global_func("runtime.config_threadpool")(1, threads)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
 
 
 def _cpus_of_bound_threads() -> set[int]:
