@@ -18,12 +18,27 @@ from typing import Callable, ContextManager, Iterator
 _THREAD_ENV_VARS = ("TVM_NUM_THREADS", "OMP_NUM_THREADS")
 
 
+QUIET_SHARE = 4  # the quiet runs are the fastest quarter
+
+
+def quiet_indices(totals_ms: list[float]) -> list[int]:
+    """Positions of the fastest quarter of runs (at least one).
+
+    On a shared host, spells of neighbours' load slow every part of a run together;
+    the jitter of each part is independent. The median over the quiet runs drops the
+    spells and keeps the jitter: a sum of per-part minimums would not (each part's
+    luckiest call, added up, is faster than any real run)."""
+    order = sorted(range(len(totals_ms)), key=totals_ms.__getitem__)
+    return order[:max(1, len(order) // QUIET_SHARE)]
+
+
 @dataclass(frozen=True)
 class Timing:
     median_ms: float
     mean_ms: float
     std_ms: float
     min_ms: float
+    quiet_ms: float  # median of the fastest quarter (``quiet_indices``)
     repeats: int
     warmup: int
     threads: int
@@ -35,6 +50,7 @@ class Timing:
     def of(cls, samples_ms: list[float], *, warmup: int, threads: int) -> "Timing":
         return cls(median_ms=statistics.median(samples_ms), mean_ms=statistics.fmean(samples_ms),
                    std_ms=statistics.stdev(samples_ms) if len(samples_ms) > 1 else 0.0, min_ms=min(samples_ms),
+                   quiet_ms=statistics.median(samples_ms[i] for i in quiet_indices(samples_ms)),
                    repeats=len(samples_ms), warmup=warmup, threads=threads)
 
 

@@ -15,8 +15,8 @@ st.title("What-if")
 st.markdown("An estimate of the whole model's TVM latency for each sparsity and block shape, without compiling "
             "the model: the BSR and dense kernels are timed for every distinct Linear shape on this CPU (cached), "
             "and the measured time of the rest of the model is added. Each estimate carries an error bar; check "
-            "any point with a real whole-model compile. Times are the fastest of runs spread over seconds: on a "
-            "shared machine other work only ever slows a run down.")
+            "any point with a real whole-model compile. Times are the median of the quiet runs (the fastest quarter "
+            "of runs spread over seconds): on a shared machine other work only ever slows runs down.")
 
 with st.form("whatif"):
     cols = st.columns([2, 3, 3])
@@ -35,7 +35,7 @@ job = job_status("whatif")
 if job and job.status == "done":
     result = job.result
     cols = st.columns(4)
-    cols[0].metric("PyTorch eager dense (measured, fastest run)", f"{result['torch_dense_ms']:.1f} ms")
+    cols[0].metric("PyTorch eager dense (measured)", f"{result['torch_dense_ms']:.1f} ms")
     cols[1].metric("TVM dense (estimated)", f"{result['dense_ms']:.1f} ± {result['dense_error_ms']:.1f} ms")
     best = min(result["estimates"], key=lambda e: e["estimate_ms"])
     cols[2].metric("Fastest estimate", f"{best['estimate_ms']:.1f} ms", f"{best['block']} at {best['sparsity']:g}",
@@ -63,7 +63,7 @@ if job and job.status == "done":
         pair = check.result
         (st.success if pair["within_error_bar"] else st.warning)(
             f"{pair['block']} at {pair['sparsity']:g}: estimated {pair['estimate_ms']:.1f} ± {pair['error_ms']:.1f} ms, "
-            f"measured {pair['measured_ms']:.1f} ms ({pair['rel_error']:+.1%}; fastest of the spaced runs, median "
+            f"measured {pair['measured_ms']:.1f} ms ({pair['rel_error']:+.1%}; quiet runs, median of all "
             f"{pair['measured_median_ms']:.1f} ms).")
 
     history = past_accuracy(run_store(), model=result["model"])

@@ -42,7 +42,7 @@ def check_point(model: str, sparsity: float, block: tuple[int, int], seq_len: in
     runner = compiled.runner()
     args = runner.to_device(example_inputs(request.shape, dense.config.vocab_size))
     timing = measure_tvm(lambda: runner.run_device(args), threads=threads, repeats=repeats, pause_s=PAUSE_S)
-    measured = timing.min_ms  # the fastest of spaced runs: the host's neighbours only ever slow a run down
+    measured = timing.quiet_ms  # of spaced runs, the quiet ones: neighbours on the host only ever slow runs down
     rel_error = (point.estimate_ms - measured) / measured
     metrics = {"estimate_ms": point.estimate_ms, "error_ms": point.error_ms, "measured_ms": measured,
                "measured_median_ms": timing.median_ms, "measured_std_ms": timing.std_ms, "rel_error": rel_error,

@@ -10,10 +10,10 @@ How they are timed matters more than anything else here (docs/whatif.md):
 every kernel a request lacks is timed together, round-robin. Each round first
 evicts the caches (weights come from memory, as in the model, where 72 layers'
 weights do not fit in L3), then calls every (kernel, sparsity) once, then
-pauses; a kernel's time is its fastest round. The rounds span seconds and the
-host's neighbours (other machines sharing its L3 and memory) only ever slow a
-call down, so the fastest of spread-out calls is the reproducible number; the
-spread between fastest and median goes into the error bar.
+pauses. The rounds span seconds; the host's neighbours (other machines sharing
+its L3 and memory) slow whole rounds, so a kernel's time is its median over
+the quiet rounds (``core.timing.quiet_indices``: the fastest quarter by round
+total); the spread of all rounds goes into the error bar.
 Tables are cached per CPU, TVM version and schedule version, so a model whose
 shapes were seen before costs no kernel timing at all.
 """
@@ -23,19 +23,19 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
-from core.timing import Timing
+from core.timing import Timing, quiet_indices
 from core.tvm.bsr_kernel import BsrKernelShape, default_schedule
 from core.tvm.compile import SCHEDULE_VERSION
 from core.tvm.target import measure_tvm
 from core.whatif.cached import cached_json, is_cached
 
 SPARSITY_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
-ROUNDS = 15
+ROUNDS = 20
 PAUSE_S = 0.3  # between rounds
 EVICT_BYTES = 64 * 2**20  # written before every round: more than this CPU's L3
 TVM_LIBRARIES = ("apache-tvm", "apache-tvm-ffi")
@@ -44,7 +44,7 @@ Progress = Callable[[float, str], None]
 
 @dataclass(frozen=True)
 class KernelCurve:
-    """One kernel's fastest ms at each grid sparsity (ascending) and its relative timing spread
+    """One kernel's quiet-round ms at each grid sparsity (ascending) and its relative timing spread
     (the median over the grid of ``relative_spread``)."""
 
     sparsities: tuple[float, ...]
@@ -117,7 +117,7 @@ class KernelTable:
         return _bsr_calls(self.tokens, self.layer, self.block, self.schedule, self.threads)
 
     def summary(self, timings: list[Timing]) -> dict:
-        ms = [t.min_ms for t in timings]
+        ms = [t.quiet_ms for t in timings]
         return {"ms": ms[0] if self.block is None else ms,
                 "spread": statistics.median(relative_spread(t) for t in timings)}
 
@@ -169,7 +169,10 @@ def time_round_robin(calls: list[_Call], threads: int, rounds: int = ROUNDS) -> 
             times.append((time.perf_counter() - start) * 1e3)
 
     measure_tvm(one_round, threads=threads, repeats=rounds, warmup=1, pause_s=PAUSE_S)
-    return [Timing.of(times[-rounds:], warmup=1, threads=threads) for times in samples]
+    samples = [times[-rounds:] for times in samples]
+    quiet = quiet_indices([sum(round_times) for round_times in zip(*samples)])  # a spell slows a whole round
+    return [replace(Timing.of(times, warmup=1, threads=threads), quiet_ms=statistics.median(times[i] for i in quiet))
+            for times in samples]
 
 
 def _table(table: KernelTable, cache) -> tuple[dict, bool]:
@@ -197,7 +200,7 @@ def monotone(ms_by_ascending_sparsity) -> tuple[float, ...]:
 
 
 def dense_kernel_ms(tokens: int, layer: tuple[int, int], threads: int, cache=None) -> tuple[tuple[float, float], bool]:
-    """``((fastest ms, relative spread), cache_hit)`` of the packed dense kernel for ``layer`` (out, in)."""
+    """``((quiet-round ms, relative spread), cache_hit)`` of the packed dense kernel for ``layer`` (out, in)."""
     data, hit = _table(KernelTable(tokens, layer, None, threads), cache)
     return (data["ms"], data["spread"]), hit
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from core.model_source import ModelSource
-from core.timing import measure
+from core.timing import measure, quiet_indices
 from core.tvm.compile import BUILD_LIBRARIES, SCHEDULE_VERSION
 from core.tvm.relax_import import InputShape, example_inputs
 from core.tvm.target import measure_tvm, target_description
@@ -29,7 +29,6 @@ REST_SPARSITY = 0.99
 FAMILY_BLOCKS = {"tokens": (1, 1), "rows": (16, 1)}  # the rest does not depend on the block within a family
 REPEATS = 20
 PAUSE_S = 0.1  # between timed runs, so they spread over the shared host's slow and quiet spells
-QUIET_SHARE = 4  # the rest is read off the fastest quarter of the pairs (by whole-run time)
 TORCH_REPEATS = 5  # a reference line only; PyTorch eager BERT-base is ~0.2-0.5 s per run on a busy machine
 LINEAR_KERNEL_PREFIXES = ("bsr_", "dense_")  # names bsr_rewrite gives the kernels it adds
 
@@ -86,7 +85,7 @@ def model_profile(source: ModelSource, shape: InputShape, threads: int, load, ca
         return {"param_count": sum(p.numel() for p in model.parameters()),
                 "linears": [[name, list(module.weight.shape), name in pruned]
                             for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)],
-                "torch_dense_ms": timing.min_ms, "torch_dense_std_ms": timing.std_ms}
+                "torch_dense_ms": timing.quiet_ms, "torch_dense_std_ms": timing.std_ms}
 
     data, hit = cached_json("whatif-model", _model_key(source, shape, threads), compute,
                             libraries=("torch", "transformers"), cache=cache,
@@ -175,10 +174,11 @@ def rest_of_model(source: ModelSource, profile: ModelProfile, shape: InputShape,
                                   threads, f"{source.name} what-if rest", cache=cache, progress=progress)
         runner = compiled.runner()
         samples = rest_samples(runner, runner.to_device(example_inputs(shape, model.config.vocab_size)), threads)
-        quiet = sorted(samples)[:max(1, len(samples) // QUIET_SHARE)]
+        quiet = [samples[i] for i in quiet_indices([whole for whole, _ in samples])]
         rest = statistics.median(whole - inside for whole, inside in quiet)
         return {"rest_ms": rest, "spread_ms": statistics.pstdev(whole - inside for whole, inside in samples),
-                "total_ms": quiet[0][0], "linear_ms": statistics.median(inside for _, inside in quiet),
+                "total_ms": statistics.median(whole for whole, _ in quiet),
+                "linear_ms": statistics.median(inside for _, inside in quiet),
                 "layers": [layer.name for layer in compiled.layers], "seconds": time.perf_counter() - start}
 
     inputs = {**_model_key(source, shape, threads), "family": family_name, "block": list(FAMILY_BLOCKS[family_name]),
