@@ -36,7 +36,7 @@ from core.whatif.cached import cached_json, is_cached
 
 SPARSITY_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 ROUNDS = 20
-PAUSE_S = 0.3  # between rounds
+PAUSE_S = 0.15  # between rounds
 EVICT_BYTES = 64 * 2**20  # written before every round: more than this CPU's L3
 TVM_LIBRARIES = ("apache-tvm", "apache-tvm-ffi")
 Progress = Callable[[float, str], None]

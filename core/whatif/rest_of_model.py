@@ -28,7 +28,7 @@ from core.whatif.cached import cached_json
 REST_SPARSITY = 0.99
 FAMILY_BLOCKS = {"tokens": (1, 1), "rows": (16, 1)}  # the rest does not depend on the block within a family
 REPEATS = 20
-PAUSE_S = 0.1  # between timed runs, so they spread over the shared host's slow and quiet spells
+PAUSE_S = 0.05  # between timed runs, so they spread over the shared host's slow and quiet spells
 TORCH_REPEATS = 5  # a reference line only; PyTorch eager BERT-base is ~0.2-0.5 s per run on a busy machine
 LINEAR_KERNEL_PREFIXES = ("bsr_", "dense_")  # names bsr_rewrite gives the kernels it adds
 
