@@ -22,6 +22,8 @@ def test_store_job_saves_reports_and_records():
 
     again = runner.wait(runner.submit("store", params), timeout_s=600)
     assert again.result["cache_hit"] is True and again.result["stored"]["bit_exact"] is True
+    assert again.result["stored"].keys() == result["stored"].keys()
+    assert again.result["stored"]["linear_sparsity"] == result["stored"]["linear_sparsity"]
 
 
 def test_verify_job_rejects_a_bad_upload_and_cleans_up():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -14,6 +15,7 @@ from core.storage.report import storage_report
 from core.storage.store import StoreConfig, store_model, verify_file
 
 FILE_NAME = "model.h5"
+RESULT_FILE = "result.json"  # the save's StoreResult, so a cache hit reports the same fields
 
 
 def store_job(params: dict, progress) -> dict:
@@ -23,21 +25,19 @@ def store_job(params: dict, progress) -> dict:
                          embeddings=params.get("embeddings", "none"), task=params.get("task", "base"))
     config.validate()
     progress(0.02, "quantizing and saving")
-    spec = ArtifactSpec("stored-model", {"source": source.fingerprint(), "config": config.__dict__},
-                        libraries=("torch", "h5py"))
-    outcome = {}
+    spec = ArtifactSpec("stored-model", {"source": source.fingerprint(), "config": config.__dict__,
+                                         "files": [FILE_NAME, RESULT_FILE]}, libraries=("torch", "h5py"))
 
     def build(folder: Path) -> None:
-        outcome["result"] = store_model(source, config, folder / FILE_NAME)
+        result = store_model(source, config, folder / FILE_NAME).as_dict()
+        (folder / RESULT_FILE).write_text(json.dumps(result))
 
     folder, hit = default_cache().get_or_build(spec, build, description=f"{source.name} as {config.format}")
-    result = outcome.get("result")
-    if result is None:  # cached file: verify it again rather than trust it
+    result_dict = {**json.loads((folder / RESULT_FILE).read_text()), "path": str(folder / FILE_NAME)}
+    if hit:  # a cached file is verified again rather than trusted
         verified = verify_file(folder / FILE_NAME, source)
-        result_dict = {"format": config.format, "path": str(folder / FILE_NAME), "size_bytes": verified["size_bytes"],
-                       "bit_exact": verified["bit_exact"], "load_s": verified["load_s"]}
-    else:
-        result_dict = {**result.as_dict(), "path": str(folder / FILE_NAME)}
+        result_dict.update(bit_exact=verified["bit_exact"], load_s=verified["load_s"],
+                           size_bytes=verified["size_bytes"])
     report = storage_report(source, config, threads=int(params.get("threads", 2)),
                             progress=lambda f, m: progress(0.3 + 0.7 * f, m))
     waterfall = report["waterfalls"][config.embeddings if config.embeddings != "none" else "none"]
