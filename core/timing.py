@@ -48,6 +48,7 @@ class Timing:
 
     @classmethod
     def of(cls, samples_ms: list[float], *, warmup: int, threads: int) -> "Timing":
+        """The summary of timed samples (ms); ``repeats`` is their count."""
         return cls(median_ms=statistics.median(samples_ms), mean_ms=statistics.fmean(samples_ms),
                    std_ms=statistics.stdev(samples_ms) if len(samples_ms) > 1 else 0.0, min_ms=min(samples_ms),
                    quiet_ms=statistics.median(samples_ms[i] for i in quiet_indices(samples_ms)),
