@@ -47,11 +47,13 @@ class Timing:
         return dict(self.__dict__)
 
     @classmethod
-    def of(cls, samples_ms: list[float], *, warmup: int, threads: int) -> "Timing":
-        """The summary of timed samples (ms); ``repeats`` is their count."""
+    def of(cls, samples_ms: list[float], *, warmup: int, threads: int, quiet: list[int] | None = None) -> "Timing":
+        """The summary of timed samples (ms); ``repeats`` is their count. ``quiet``: positions of the quiet
+        runs when something else decides them (a whole round of calls), else the fastest quarter of these."""
+        quiet = quiet_indices(samples_ms) if quiet is None else quiet
         return cls(median_ms=statistics.median(samples_ms), mean_ms=statistics.fmean(samples_ms),
                    std_ms=statistics.stdev(samples_ms) if len(samples_ms) > 1 else 0.0, min_ms=min(samples_ms),
-                   quiet_ms=statistics.median(samples_ms[i] for i in quiet_indices(samples_ms)),
+                   quiet_ms=statistics.median(samples_ms[i] for i in quiet),
                    repeats=len(samples_ms), warmup=warmup, threads=threads)
 
 

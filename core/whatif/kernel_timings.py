@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -171,8 +171,7 @@ def time_round_robin(calls: list[_Call], threads: int, rounds: int = ROUNDS) -> 
     measure_tvm(one_round, threads=threads, repeats=rounds, warmup=1, pause_s=PAUSE_S)
     samples = [times[-rounds:] for times in samples]
     quiet = quiet_indices([sum(round_times) for round_times in zip(*samples)])  # a spell slows a whole round
-    return [replace(Timing.of(times, warmup=1, threads=threads), quiet_ms=statistics.median(times[i] for i in quiet))
-            for times in samples]
+    return [Timing.of(times, warmup=1, threads=threads, quiet=quiet) for times in samples]
 
 
 def _table(table: KernelTable, cache) -> tuple[dict, bool]:
