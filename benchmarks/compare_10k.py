@@ -34,7 +34,7 @@ def main(count: int = 10_000) -> None:
         os.environ["SPARSELAB_HOME"] = home
         from streamlit.testing.v1 import AppTest
 
-        from core.compare import pareto_front
+        from core.compare.pareto import pareto_front
         from core.run_store import default_store
 
         store = default_store()

@@ -75,7 +75,8 @@ def main() -> None:
         for per_channel in (False, True):
             config = StoreConfig(per_channel=per_channel)
             rows = compare_formats(minilm, config, tmp)
-            print_rows(f"MiniLM-L6, encoder 90% magnitude, no embeddings, {'per-channel' if per_channel else 'per-tensor'} int8",
+            scales = "per-channel" if per_channel else "per-tensor"
+            print_rows(f"MiniLM-L6, encoder 90% magnitude, no embeddings, {scales} int8",
                        rows)
             quantized, _, _ = load_file(tmp / "sparselab.h5", minilm)
             int8 = model_outputs(quantized, tokenizer, sentences)

@@ -7,7 +7,8 @@ its kernels and rest of the model from nothing (timed: the under-60 s goal),
 answers again from cache (the under-5 s goal), then each point (0.9, 16x1),
 (0.95, 1x1), (0.8, 32x1) is checked right away with the real compile of the
 random what-if model and its latency, the median of the quiet quarter of 20
-runs 0.1 s apart (``core.whatif.check``, which records the pair in the run store). Estimate and check of a round are minutes
+runs 0.1 s apart (``core.whatif.check``, which records the pair in the run store).
+Estimate and check of a round are minutes
 apart, so they see the same host; the shared host itself drifts between rounds
 (its L3 and memory are shared with other machines: the same library measured
 31 ms and 58 ms an hour apart), which is why there are rounds and the verdict
@@ -61,7 +62,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    print("| round | point | estimate | measured (quiet runs of 20) | relative error |\n| --- | --- | --- | --- | --- |")
+    print("| round | point | estimate | measured (quiet runs of 20) | relative error |")
+    print("| --- | --- | --- | --- | --- |")
     rounds = [cold_round(args, number) for number in range(1, args.rounds + 1)]
     print(f"\n| point | median relative error over {args.rounds} rounds | range | within {TARGET:.0%} |")
     print("| --- | --- | --- | --- |")

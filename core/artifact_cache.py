@@ -18,10 +18,10 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from core.environment import cpu_info, library_versions, llvm_mcpu
 

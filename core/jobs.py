@@ -21,25 +21,24 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from core import sqlite_db
 from core.errors import SparseLabError
+from core.run_store import sqlite_connect, sqlite_create
 from core.settings import REPO_ROOT, Settings
 
-# name -> "module:function"; later features add their jobs here.
+# job name -> "core.<package>.jobs:<name>_job"; a feature package lists its jobs here.
 JOB_FUNCTIONS: dict[str, str] = {
-    "prune": "core.prune_run:prune_job",
-    "prune_sweep": "core.fidelity_sweep:sweep_job",
-    "store": "core.storage.jobs:store_job",
-    "store_verify": "core.storage.jobs:verify_job",
-    "tflite": "core.tflite.pipeline:tflite_job",
-    "tvm": "core.tvm.benchmark:run_request",
-    "whatif": "core.whatif.jobs:whatif_job",
-    "whatif_check": "core.whatif.jobs:whatif_check_job",
+    name: f"core.{package}.jobs:{name}_job" for package, names in {
+        "pruning": ("prune", "prune_sweep"),
+        "storage": ("store", "store_verify"),
+        "tflite": ("tflite",),
+        "tvm": ("tvm",),
+        "whatif": ("whatif", "whatif_check"),
+    }.items() for name in names
 }
 
 ACTIVE = ("queued", "running")
@@ -62,8 +61,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 
-class JobCancelled(Exception):
-    pass
+class JobCancelled(BaseException):  # noqa: N818 (a signal, not an error)
+    """Raised in a worker by the cancel signal. A BaseException, like KeyboardInterrupt, so that a job's own
+    ``except Exception`` (a compile wrapping a failure) cannot turn a cancellation into "failed"."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,18 @@ class Job:
         return self.status in ACTIVE
 
 
-class Progress:
-    """Handed to a job function: ``progress(0.4, "compiling")`` reports how far it got."""
+Progress = Callable[[float, str], None]
+"""How long work reports how far it got: ``progress(0.4, "compiling")``. Every engine function takes one."""
 
-    def __init__(self, runner: "JobRunner", job_id: str, min_interval_s: float = 0.2):
+
+def NO_PROGRESS(fraction: float, message: str = "") -> None:  # noqa: N802 (a constant that is a function)
+    """The progress of work nobody follows."""
+
+
+class JobProgress:
+    """The ``Progress`` a worker hands its job function: it writes to the job's row, at most every 0.2 s."""
+
+    def __init__(self, runner: JobRunner, job_id: str, min_interval_s: float = 0.2):
         self._runner, self._job_id = runner, job_id
         self._min_interval_s, self._last = min_interval_s, 0.0
 
@@ -128,10 +136,10 @@ class JobRunner:
     def __init__(self, jobs_dir: Path):
         self.jobs_dir = Path(jobs_dir)
         self.db_path = self.jobs_dir / "jobs.sqlite"
-        sqlite_db.create(self.db_path, _SCHEMA)
+        sqlite_create(self.db_path, _SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite_db.connect(self.db_path)
+        return sqlite_connect(self.db_path)
 
     def _update(self, job_id: str, only_if_active: bool = False, **fields) -> None:
         fields["updated"] = time.time()
@@ -217,7 +225,7 @@ class JobRunner:
         signal.signal(signal.SIGTERM, on_sigterm)
         self._update(job_id, status="running", pid=os.getpid())
         try:
-            result = resolve_function(job.name)(job.params, Progress(self, job_id))
+            result = resolve_function(job.name)(job.params, JobProgress(self, job_id))
             self._update(job_id, status="done", progress=1.0, result=json.dumps(result, default=str))
         except JobCancelled:
             self._update(job_id, status="cancelled", message="cancelled")

@@ -104,7 +104,7 @@ class ModelSource:
     def _from_pretrained(self, auto):
         try:
             return auto.from_pretrained(self.location, trust_remote_code=False)
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             if self.kind == "hub":
                 raise SparseLabError(
                     f"Could not load '{self.location}' from the Hugging Face hub: {_first_line(exc)} "
@@ -166,9 +166,15 @@ def resolve(name: str) -> ModelSource:
     return ModelSource(name=name, kind="hub", location=name)
 
 
-def summarize(model) -> ModelSummary:
+def linear_layers(model) -> dict:
+    """Every ``torch.nn.Linear`` of the model by qualified name, in model order: the one walker that
+    pruning, storage, TVM and What-if all use."""
     import torch
 
+    return {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+
+
+def summarize(model) -> ModelSummary:
     linears = tuple(LinearLayer(name, module.out_features, module.in_features)
-                    for name, module in model.named_modules() if isinstance(module, torch.nn.Linear))
+                    for name, module in linear_layers(model).items())
     return ModelSummary(param_count=sum(p.numel() for p in model.parameters()), linear_layers=linears)

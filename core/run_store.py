@@ -16,7 +16,6 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core import sqlite_db
 from core.environment import environment_record
 
 COLUMNS = ("kind", "model", "method", "sparsity", "block", "size_bytes", "accuracy",
@@ -45,6 +44,23 @@ CREATE INDEX IF NOT EXISTS runs_model ON runs(model, created);
 """
 
 
+# The SQLite settings every SparseLab database shares (the run store here, the job table in core.jobs):
+# WAL so readers never block the writer (a dashboard reads while jobs write), a generous busy
+# timeout, rows by column name.
+def sqlite_connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def sqlite_create(path: Path, schema: str) -> None:
+    """Make the file (and its folder) with ``schema`` if they do not exist yet."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite_connect(path)) as db:
+        db.executescript(schema)
+
+
 @dataclass
 class RunRecord:
     """One measurement. ``accuracy`` is the run's headline fidelity/accuracy in [0, 1]."""
@@ -69,10 +85,10 @@ class RunRecord:
 class RunStore:
     def __init__(self, path: Path):
         self.path = Path(path)
-        sqlite_db.create(self.path, _SCHEMA)
+        sqlite_create(self.path, _SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite_db.connect(self.path)
+        return sqlite_connect(self.path)
 
     def add(self, record: RunRecord) -> int:
         row = asdict(record)

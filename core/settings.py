@@ -26,7 +26,7 @@ class Settings:
     cache_cap_bytes: int
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         home = Path(os.environ.get("SPARSELAB_HOME") or _user_cache_home() / "sparselab")
         return cls(
             cache_dir=Path(os.environ.get("SPARSELAB_CACHE_DIR") or home / "artifacts"),

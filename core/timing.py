@@ -11,9 +11,9 @@ import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator
 
 _THREAD_ENV_VARS = ("TVM_NUM_THREADS", "OMP_NUM_THREADS")
 
@@ -47,7 +47,7 @@ class Timing:
         return dict(self.__dict__)
 
     @classmethod
-    def of(cls, samples_ms: list[float], *, warmup: int, threads: int, quiet: list[int] | None = None) -> "Timing":
+    def of(cls, samples_ms: list[float], *, warmup: int, threads: int, quiet: list[int] | None = None) -> Timing:
         """The summary of timed samples (ms); ``repeats`` is their count. ``quiet``: positions of the quiet
         runs when something else decides them (a whole round of calls), else the fastest quarter of these."""
         quiet = quiet_indices(samples_ms) if quiet is None else quiet
@@ -83,7 +83,7 @@ def thread_count(threads: int) -> Iterator[None]:
 
 def measure(fn: Callable[[], object], *, threads: int, repeats: int = 20, warmup: int = 3,
             clock: Callable[[], float] = time.perf_counter,
-            placement: Callable[[], ContextManager] = nullcontext, pause_s: float = 0.0) -> Timing:
+            placement: Callable[[], AbstractContextManager] = nullcontext, pause_s: float = 0.0) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones inside ``placement()`` (a
     runtime's thread placement, entered once the warm-up has started its thread pool).
 

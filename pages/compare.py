@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.compare import pareto_front
+from core.compare.pareto import pareto_front
 from core.run_store import flat_row, rows_to_csv
 from ui.charts import metric_bars, tradeoff_scatter
 from ui.format import timestamp

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from core.fidelity_sweep import METHOD_SPECS, SPARSITIES, recorded_curves
 from core.model_source import TASKS
 from core.pruning.apply import METHODS
 from core.pruning.block import parse_block
 from core.pruning.selection import linear_layers
 from core.pruning.stats import heatmap, layer_sparsities
+from core.pruning.sweep import METHOD_SPECS, SPARSITIES, recorded_curves
 from ui.charts import fidelity_curves, layer_sparsity_bars, nonzero_heatmap
 from ui.jobs import job_status, start_job
 from ui.models import loaded_model, model_picker

@@ -5,8 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 from core.model_source import TASKS
-from core.quantization import EMBEDDING_CHOICES
 from core.storage.jobs import save_upload
+from core.storage.quantization import EMBEDDING_CHOICES
 from core.storage.store import FORMATS
 from ui.charts import latency_bars, size_waterfall
 from ui.format import human_bytes

@@ -57,12 +57,14 @@ if job and job.status == "done":
         if st.form_submit_button("Compile the whole model and measure"):
             start_job("whatif_check", {"model": result["model"], "sparsity": point["sparsity"], "block": point["block"],
                                        "seq_len": result["seq_len"], "threads": result["threads"],
-                                       "repeats": int(repeats)}, label=f"Checking {point['block']} at {point['sparsity']:g}")
+                                       "repeats": int(repeats)},
+                      label=f"Checking {point['block']} at {point['sparsity']:g}")
     check = job_status("whatif_check")
     if check and check.status == "done":
         pair = check.result
         (st.success if pair["within_error_bar"] else st.warning)(
-            f"{pair['block']} at {pair['sparsity']:g}: estimated {pair['estimate_ms']:.1f} ± {pair['error_ms']:.1f} ms, "
+            f"{pair['block']} at {pair['sparsity']:g}: "
+            f"estimated {pair['estimate_ms']:.1f} ± {pair['error_ms']:.1f} ms, "
             f"measured {pair['measured_ms']:.1f} ms ({pair['rel_error']:+.1%}; quiet runs, median of all "
             f"{pair['measured_median_ms']:.1f} ms).")
 

@@ -57,8 +57,9 @@ def test_whatif_estimate_then_compare_in_the_browser(sparselab_home):
         open_from_sidebar(page, "Compare")
         try:
             page.get_by_text("35 of 35 runs").wait_for(timeout=60_000)  # 7 sparsities x 5 blocks, each a run
-        except Exception:
+        except Exception as exc:
             screenshot(page, "compare-after-whatif-failed")
-            raise AssertionError(f"Compare shows {page.get_by_test_id('stCaptionContainer').all_inner_texts()}")
+            captions = page.get_by_test_id("stCaptionContainer").all_inner_texts()
+            raise AssertionError(f"Compare shows {captions}") from exc
         page.get_by_test_id("stDataFrame").wait_for(timeout=30_000)
         screenshot(page, "compare-after-whatif")

@@ -1,6 +1,6 @@
 import random
 
-from core.compare import pareto_front
+from core.compare.pareto import pareto_front
 from core.run_store import RunRecord, RunStore
 
 

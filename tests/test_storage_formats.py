@@ -5,7 +5,7 @@ import torch
 
 from core.errors import SparseLabError
 from core.model_source import resolve
-from core.quantization import prepare_for_storage
+from core.storage.quantization import prepare_for_storage
 from core.storage import prunebert_format, sparselab_format
 from core.storage.quantized_state import QuantizedLinear, QuantizedState, QuantizedWeight, load_into
 from core.storage.store import StoreConfig, file_settings, load_file, store_model, stored_state, verify_file

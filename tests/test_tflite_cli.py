@@ -1,6 +1,6 @@
 import json
 
-from core.cli import main
+from core.commands import main
 from tests.fixtures_keras import tiny_cnn  # noqa: F401
 
 

@@ -77,7 +77,8 @@ def grouped_bars(rows: list[dict], x: str, y: str, group: str, title: str, y_tit
                  error: str | None = None) -> go.Figure:
     """Bars of ``y`` per ``x``, one colour per ``group`` value, optional error bars."""
     groups = list(dict.fromkeys(row[group] for row in rows))
-    figure = go.Figure([go.Bar(name=str(g), x=[r[x] for r in rows if r[group] == g], y=[r[y] for r in rows if r[group] == g],
+    figure = go.Figure([go.Bar(name=str(g), x=[r[x] for r in rows if r[group] == g],
+                               y=[r[y] for r in rows if r[group] == g],
                                error_y={"type": "data", "array": [r[error] for r in rows if r[group] == g]}
                                if error else None)
                         for g in groups])

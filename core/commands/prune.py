@@ -8,12 +8,12 @@ measures the fidelity curve of several methods over several sparsities.
 """
 
 from core.errors import SparseLabError
-from core.fidelity_sweep import METHOD_SPECS, SPARSITIES, run_sweep
 from core.model_source import TASKS
-from core.prune_run import prune_and_measure
 from core.pruning.apply import METHODS, PruneConfig
 from core.pruning.block import NORMS
 from core.pruning.magnitude import SCOPES
+from core.pruning.session import prune_and_measure
+from core.pruning.sweep import METHOD_SPECS, SPARSITIES, run_sweep
 
 
 def add_arguments(parser) -> None:

@@ -3,9 +3,10 @@
 from pathlib import Path
 
 from core.model_source import TASKS, resolve
-from core.quantization import EMBEDDING_CHOICES
 from core.run_store import RunRecord, default_store
-from core.storage.store import FORMATS, StoreConfig, store_model
+from core.storage.quantization import EMBEDDING_CHOICES
+from core.storage.request import StoreRequest
+from core.storage.store import FORMATS, store_model
 
 
 def add_arguments(parser) -> None:
@@ -19,9 +20,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    source = resolve(args.model)
-    config = StoreConfig(format=args.format, per_channel=args.per_channel, embeddings=args.embeddings, task=args.task)
-    config.validate()
+    request = StoreRequest.from_params({"model": args.model, "format": args.format, "per_channel": args.per_channel,
+                                        "embeddings": args.embeddings, "task": args.task})
+    source, config = resolve(request.model), request.config
     result = store_model(source, config, Path(args.out))
     default_store().add(RunRecord(
         kind="store", model=source.name, method=config.method,

@@ -10,7 +10,8 @@ from core.whatif.jobs import whatif_check_job, whatif_job
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", default="bert-base", help="bert-base, bert-large, bert-tiny, minilm, a folder, a hub id")
+    parser.add_argument("--model", default="bert-base",
+                        help="bert-base, bert-large, bert-tiny, minilm, a folder, a hub id")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)

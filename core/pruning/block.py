@@ -9,7 +9,7 @@ score is its L2 (or L1) norm, and the lowest-scoring blocks go.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from core.errors import SparseLabError
 from core.pruning.magnitude import scoped_keep_masks

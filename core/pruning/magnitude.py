@@ -9,7 +9,7 @@ one element however many weights are equal (e.g. already zero).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -10,7 +10,7 @@ operations on a blocked view, so a 3072x768 layer takes milliseconds.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

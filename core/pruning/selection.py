@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from core.errors import SparseLabError
+from core.model_source import linear_layers
 
 DEFAULT_PATTERNS = ("encoder.",)
 _GLOB_CHARS = set("*?[")
@@ -30,13 +31,6 @@ def matches(name: str, pattern: str) -> bool:
     if _GLOB_CHARS & set(pattern):
         return fnmatch.fnmatchcase(name, pattern)
     return pattern in name
-
-
-def linear_layers(model) -> dict:
-    """Every ``torch.nn.Linear`` of the model by qualified name, in model order."""
-    import torch
-
-    return {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
 
 
 def select_linear_layers(model, patterns: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> dict:

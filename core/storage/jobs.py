@@ -8,22 +8,22 @@ import uuid
 from pathlib import Path
 
 from core.artifact_cache import ArtifactSpec, default_cache
+from core.jobs import NO_PROGRESS, Progress
 from core.model_source import resolve
 from core.run_store import RunRecord, default_store
 from core.settings import Settings
 from core.storage.report import storage_report
-from core.storage.store import StoreConfig, store_model, verify_file
+from core.storage.request import StoreRequest
+from core.storage.store import store_model, verify_file
 
 FILE_NAME = "model.h5"
 RESULT_FILE = "result.json"  # the save's StoreResult, so a cache hit reports the same fields
 
 
-def store_job(params: dict, progress) -> dict:
-    """params: model, format, per_channel, embeddings, task, threads."""
-    source = resolve(params["model"])
-    config = StoreConfig(format=params["format"], per_channel=bool(params.get("per_channel")),
-                         embeddings=params.get("embeddings", "none"), task=params.get("task", "base"))
-    config.validate()
+def store_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
+    """Quantize, save, reload bit-exact (cached), then the storage report; params: ``StoreRequest.from_params``."""
+    request = StoreRequest.from_params(params)
+    source, config = resolve(request.model), request.config
     progress(0.02, "quantizing and saving")
     spec = ArtifactSpec("stored-model", {"source": source.fingerprint(), "config": config.__dict__,
                                          "files": [FILE_NAME, RESULT_FILE]}, libraries=("torch", "h5py"))
@@ -38,7 +38,7 @@ def store_job(params: dict, progress) -> dict:
         verified = verify_file(folder / FILE_NAME, source)
         result_dict.update(bit_exact=verified["bit_exact"], load_s=verified["load_s"],
                            size_bytes=verified["size_bytes"])
-    report = storage_report(source, config, threads=int(params.get("threads", 2)),
+    report = storage_report(source, config, threads=request.threads,
                             progress=lambda f, m: progress(0.3 + 0.7 * f, m))
     waterfall = report["waterfalls"][config.embeddings if config.embeddings != "none" else "none"]
     default_store().add(RunRecord(
@@ -56,7 +56,7 @@ def uploads_dir() -> Path:
 
 
 def save_upload(data: bytes, name: str) -> Path:
-    """Keep an uploaded file where ``verify_job`` can read it (and delete it afterwards)."""
+    """Keep an uploaded file where ``store_verify_job`` can read it (and delete it afterwards)."""
     folder = uploads_dir() / uuid.uuid4().hex
     folder.mkdir(parents=True)
     path = folder / Path(name).name
@@ -64,7 +64,7 @@ def save_upload(data: bytes, name: str) -> Path:
     return path
 
 
-def verify_job(params: dict, progress) -> dict:
+def store_verify_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
     """params: path (from ``save_upload``), model. The upload is deleted afterwards."""
     path = Path(params["path"])
     try:

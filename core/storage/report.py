@@ -19,7 +19,7 @@ import torch
 from core.fidelity import fidelity, model_outputs, pair_sentences, sentence_pairs
 from core.model_source import ModelSource, resolve
 from core.pruning.save import SUMMARY_FILE
-from core.quantization import prepare_for_storage
+from core.storage.quantization import prepare_for_storage
 from core.storage.store import FORMATS, StoreConfig, format_sizes, stored_state, stored_torch_size
 from core.timing import measure
 

@@ -13,7 +13,7 @@ import torch
 
 from core.errors import SparseLabError
 from core.model_source import ModelSource
-from core.quantization import EMBEDDING_CHOICES, is_embedding_key, prepare_for_storage
+from core.storage.quantization import EMBEDDING_CHOICES, is_embedding_key, prepare_for_storage
 from core.storage import prunebert_format, sparselab_format
 from core.storage.h5_files import SETTINGS_ATTR, open_h5
 from core.storage.quantized_state import QuantizedState, decompose, load_into

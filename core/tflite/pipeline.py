@@ -10,11 +10,12 @@ anything is trained.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from core.artifact_cache import ArtifactCache, default_cache
+from core.jobs import NO_PROGRESS, Progress
 from core.run_store import RunRecord, RunStore, default_store
 from core.tflite.benchmark import tflite_accuracy, tflite_latency
 from core.tflite.digits import DigitsSplit, load_split
@@ -26,7 +27,6 @@ from core.tflite.training import cached_model, keras_accuracy, model_spec, train
 from core.tflite.verdict import SparseVerdict, sparse_verdict
 
 DENSE = "dense"
-ProgressFn = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class TfliteReport:
 class _Steps:
     """Maps the run's steps (training epochs count as fractions of a step) onto the 0..1 progress bar."""
 
-    def __init__(self, report: ProgressFn, total: int):
+    def __init__(self, report: Progress, total: int):
         self._report, self._total, self._done = report, total, 0
 
     def start(self, message: str) -> Callable[[int, int], None]:
@@ -160,7 +160,7 @@ def _measure(settings: TfliteSettings, data: DigitsSplit, store: RunStore, steps
     return measurements
 
 
-def run_pipeline(settings: TfliteSettings, progress: ProgressFn = lambda fraction, message: None,
+def run_pipeline(settings: TfliteSettings, progress: Progress = NO_PROGRESS,
                  cache: ArtifactCache | None = None, store: RunStore | None = None) -> TfliteReport:
     """Train, prune, export and measure as ``settings`` say; see the module docstring."""
     cache, store = cache or default_cache(), store or default_store()
@@ -183,8 +183,3 @@ def run_pipeline(settings: TfliteSettings, progress: ProgressFn = lambda fractio
     return TfliteReport(settings=settings, keras_accuracy={label: m.accuracy for label, m in models.items()},
                         weight_sparsity={label: m.weight_sparsity for label, m in models.items()},
                         exports=measurements, verdicts=_verdicts(settings, measurements), cache_hits=hits)
-
-
-def tflite_job(params: dict, progress: ProgressFn) -> dict:
-    """Job "tflite": params as ``TfliteSettings.from_params`` takes them; result is ``TfliteReport.as_dict()``."""
-    return run_pipeline(TfliteSettings.from_params(params), progress).as_dict()

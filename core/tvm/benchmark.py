@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 

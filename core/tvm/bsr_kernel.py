@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class BsrKernelShape:
     """Everything the kernel's code depends on; the stored-block count is symbolic, so

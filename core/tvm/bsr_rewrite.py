@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from core.model_source import linear_layers
 from core.tvm import bsr_format, bsr_kernel, dense_kernel
 
 DEFAULT_THRESHOLD = 0.8
@@ -53,10 +54,7 @@ def weight_key(weight: np.ndarray) -> str:
 
 def linear_names(model) -> dict[str, str]:
     """``weight_key`` -> module name for every torch Linear of ``model``."""
-    import torch
-
-    return {weight_key(module.weight.detach().numpy()): name
-            for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    return {weight_key(module.weight.detach().numpy()): name for name, module in linear_layers(model).items()}
 
 
 def decide(weight: np.ndarray, options: RewriteOptions) -> tuple[bsr_format.BsrMatrix | None, float | None, str]:

@@ -14,14 +14,15 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
 from core.errors import SparseLabError
+from core.model_source import linear_layers
 from core.tvm.bsr_kernel import padded_tokens
 from core.tvm.bsr_rewrite import LayerReport, RewriteOptions, linear_names, rewrite_linears
 from core.tvm.relax_import import INPUT_NAMES, InputShape, import_model
@@ -76,7 +77,7 @@ class CompiledModel:
     def converted_layers(self) -> int:
         return sum(layer.kernel == "bsr" for layer in self.layers)
 
-    def runner(self) -> "Runner":
+    def runner(self) -> Runner:
         return Runner(self.path / LIBRARY_FILE, self.threads)
 
 
@@ -111,7 +112,6 @@ def _numpy(value) -> np.ndarray:
 
 def weights_fingerprint(model) -> dict:
     """Content hash of every parameter and buffer, and hash of which Linear weights are zero."""
-    import torch
 
     content, pattern = hashlib.blake2b(digest_size=16), hashlib.blake2b(digest_size=16)
     content.update(type(model).__name__.encode())
@@ -120,10 +120,9 @@ def weights_fingerprint(model) -> dict:
         array = tensor.detach().contiguous().numpy()
         content.update(name.encode())
         content.update(array.tobytes())
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear):
-            pattern.update(name.encode())
-            pattern.update(np.packbits(module.weight.detach().numpy() != 0).tobytes())
+    for name, module in linear_layers(model).items():
+        pattern.update(name.encode())
+        pattern.update(np.packbits(module.weight.detach().numpy() != 0).tobytes())
     return {"weights": content.hexdigest(), "sparsity_pattern": pattern.hexdigest()}
 
 

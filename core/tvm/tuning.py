@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
+from core.model_source import linear_layers
 from core.tvm import bsr_format
 from core.tvm.bsr_kernel import BsrKernelShape, BsrSchedule, build_kernel, candidate_schedules, output_shape
 from core.tvm.bsr_rewrite import RewriteOptions, decide
@@ -27,14 +28,11 @@ CHOICE_FILE = "schedule.json"
 
 def layers_to_convert(model, options: RewriteOptions) -> dict[tuple[int, int], np.ndarray]:
     """One weight per (out, in) shape among the Linears the rewrite will turn into BSR."""
-    import torch
-
     chosen = {}
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            weight = module.weight.detach().numpy()
-            if weight.shape not in chosen and decide(weight, options)[0] is not None:
-                chosen[weight.shape] = weight
+    for module in linear_layers(model).values():
+        weight = module.weight.detach().numpy()
+        if weight.shape not in chosen and decide(weight, options)[0] is not None:
+            chosen[weight.shape] = weight
     return chosen
 
 

@@ -7,8 +7,8 @@ what was measured), so a warm estimate reads files instead of timing kernels.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
 

@@ -7,13 +7,13 @@ calibrated by them (``accuracy``).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from core.model_source import resolve
 from core.pruning.block import format_block
 from core.run_store import RunRecord, RunStore, default_store
-from core.tvm.target import measure_tvm
 from core.tvm.relax_import import example_inputs
+from core.tvm.target import measure_tvm
 from core.whatif.accuracy import CHECK_KIND
 from core.whatif.estimate import WhatIfRequest, estimate
 from core.whatif.rest_of_model import PAUSE_S, compile_whatif, model_profile

@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from core.errors import SparseLabError
 from core.model_source import resolve
@@ -68,7 +68,7 @@ class WhatIfRequest:
         InputShape(self.batch, self.seq_len)  # validates
 
     @classmethod
-    def from_params(cls, params: dict) -> "WhatIfRequest":
+    def from_params(cls, params: dict) -> WhatIfRequest:
         """From JSON-friendly params named like the CLI flags; lists may be comma-separated strings."""
         defaults = cls.__dataclass_fields__
         given = {key: params[key] for key in ("model", "seq_len", "batch", "threads") if params.get(key) is not None}

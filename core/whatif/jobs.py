@@ -24,7 +24,8 @@ def whatif_job(params: dict, progress=None) -> dict:
         size = sizes.get((point["sparsity"], point["block"]), {})
         store.add(RunRecord(kind=ESTIMATE_KIND, model=result["model"], method="random", sparsity=point["sparsity"],
                             block=point["block"], size_bytes=size.get("int8_sparse_bytes"),
-                            latency_ms=point["estimate_ms"], latency_std_ms=point["error_ms"], threads=result["threads"],
+                            latency_ms=point["estimate_ms"], latency_std_ms=point["error_ms"],
+                            threads=result["threads"],
                             settings={"seq_len": result["seq_len"], "batch": result["batch"], "estimated": True},
                             metrics={**point, **size, "torch_dense_ms": result["torch_dense_ms"]}))
     return result

@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -110,7 +110,7 @@ class KernelTable:
         kernel = "dense" if self.block is None else f"BSR {self.block[0]}x{self.block[1]}"
         return f"{kernel} kernel {self.layer[0]}x{self.layer[1]}"
 
-    def calls(self) -> list["_Call"]:
+    def calls(self) -> list[_Call]:
         """The compiled kernel, one call per timed point (grid sparsities, or the one dense weight)."""
         if self.block is None:
             return [_dense_call(self.tokens, self.layer, self.schedule, self.threads)]
@@ -210,7 +210,8 @@ def _compile(func, threads: int):
     from core.tvm.target import host_target, set_runtime_threads
 
     set_runtime_threads(threads)
-    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=host_target(threads))["main"]
+    module = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    return tvm.compile(module, target=host_target(threads))["main"]
 
 
 def _tensors(*arrays: np.ndarray) -> list:

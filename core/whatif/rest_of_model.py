@@ -18,7 +18,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from core.model_source import ModelSource
+from core.model_source import ModelSource, linear_layers
 from core.timing import measure, quiet_indices
 from core.tvm.compile import BUILD_LIBRARIES, SCHEDULE_VERSION
 from core.tvm.relax_import import InputShape, example_inputs
@@ -84,7 +84,7 @@ def model_profile(source: ModelSource, shape: InputShape, threads: int, load, ca
         timing = measure(run, threads=threads, repeats=TORCH_REPEATS, warmup=1)
         return {"param_count": sum(p.numel() for p in model.parameters()),
                 "linears": [[name, list(module.weight.shape), name in pruned]
-                            for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)],
+                            for name, module in linear_layers(model).items()],
                 "torch_dense_ms": timing.quiet_ms, "torch_dense_std_ms": timing.std_ms}
 
     data, hit = cached_json("whatif-model", _model_key(source, shape, threads), compute,

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Callable, Sequence
+from collections.abc import Sequence
 
-from core.prune_run import PruneSession
+from core.jobs import NO_PROGRESS, Progress
 from core.pruning.apply import PruneConfig, plan
+from core.pruning.methods import get_method
+from core.pruning.session import DEFAULT_MODEL, PruneSession
 from core.run_store import RunStore, default_store
 
 SPARSITIES = (0.0, 0.3, 0.5, 0.7, 0.9, 0.95)
+SPARSITY_CHOICES = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)  # what the page offers; SPARSITIES are preselected
 METHOD_SPECS = ("magnitude", "block:16x1", "mn:2:4")
+METHOD_SPEC_CHOICES = ("magnitude", "magnitude:global", "block:16x1", "block:32x1", "block:4x1", "mn:2:4",
+                       "random:16x1")
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +32,15 @@ def sweep_configs(specs: Sequence[str], sparsities: Sequence[float], params: dic
     """One validated config per point; ``params`` holds options shared by all (patterns, norm, seed...)."""
     configs = []
     for spec in specs:
-        fixed = spec.partition(":")[0] == "mn"
+        fixed = get_method(spec.partition(":")[0]).sets_own_sparsity
         configs += [PruneConfig.from_spec(spec, {**(params or {}), "sparsity": s})
                     for s in ([None] if fixed else sparsities)]
     return configs
 
 
-def run_sweep(model_name: str = "minilm", specs: Sequence[str] = METHOD_SPECS,
+def run_sweep(model_name: str = DEFAULT_MODEL, specs: Sequence[str] = METHOD_SPECS,
               sparsities: Sequence[float] = SPARSITIES, task: str = "base", params: dict | None = None,
-              progress: Callable[[float, str], None] = lambda fraction, message: None,
-              store: RunStore | None = None) -> dict:
+              progress: Progress = NO_PROGRESS, store: RunStore | None = None) -> dict:
     """Measure every (method, sparsity) point; returns the sweep id and one dict per point."""
     configs = sweep_configs(specs, sparsities, params)
     progress(0.0, f"loading {model_name}")
@@ -70,10 +74,3 @@ def recorded_curves(store: RunStore, model: str) -> dict[str, list[dict]]:
     for (label, _), point in sorted(newest.items(), key=lambda item: item[0][1]):
         curves.setdefault(label, []).append(point)
     return curves
-
-
-def sweep_job(params: dict, progress) -> dict:
-    """Job ``prune_sweep``. Params (all optional): model, task, methods (specs), sparsities, patterns, exclude."""
-    options = {k: params[k] for k in ("patterns", "exclude", "norm", "seed") if k in params}
-    return run_sweep(params.get("model", "minilm"), params.get("methods", METHOD_SPECS),
-                     params.get("sparsities", SPARSITIES), params.get("task", "base"), options, progress)

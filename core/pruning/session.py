@@ -1,4 +1,4 @@
-"""Prune a model source and measure what it cost: the engine behind ``prune`` and the sweep.
+"""Prune a model source and measure what it cost: the engine behind ``prune``, its job and the sweep.
 
 A ``PruneSession`` loads a model once, keeps its dense weights and its dense
 answers on the paraphrase set, and can then prune, score and restore as often
@@ -7,17 +7,17 @@ as a sweep needs. Every measured pruning goes to the run store as kind "prune".
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
 from core.fidelity import Fidelity, Outputs, fidelity, model_outputs, pair_sentences, sentence_pairs
 from core.model_source import ModelSource, resolve
 from core.pruning.apply import PruneConfig, PruneResult, prune_model
-from core.pruning.block import format_block
-from core.pruning.save import SUMMARY_FILE, check_target, save_pruned
+from core.pruning.save import check_target, save_pruned
 from core.pruning.selection import linear_layers
 from core.run_store import RunRecord, RunStore, default_store
+
+DEFAULT_MODEL = "minilm"  # the real pretrained model: fidelity means something on it
 
 
 @dataclass
@@ -32,7 +32,7 @@ class PruneSession:
     dense: Outputs | None
 
     @classmethod
-    def open(cls, model_name: str, task: str = "base", score: bool = True) -> "PruneSession":
+    def open(cls, model_name: str = DEFAULT_MODEL, task: str = "base", score: bool = True) -> PruneSession:
         source = resolve(model_name)
         model = source.load_model(task)
         tokenizer = source.load_tokenizer()
@@ -88,30 +88,3 @@ def prune_and_measure(model_name: str, config: PruneConfig, task: str = "base", 
     summary["run_id"] = session.record(store or default_store(), result, scored, seconds,
                                        saved=summary.get("saved"))
     return summary
-
-
-def prune_job(params: dict, progress) -> dict:
-    """Job ``prune``: prune, score, record, and keep the pruned model in the artifact cache.
-
-    params: model, task, and the PruneConfig params (method, sparsity, block, mn, scope, norm, patterns,
-    exclude, seed). The result names the cached folder, a model source every page and command accepts.
-    """
-    from core.artifact_cache import ArtifactSpec, default_cache
-
-    config = PruneConfig.from_params(params)
-    model_name, task = params.get("model", "minilm"), params.get("task", "base")
-    source = resolve(model_name)
-    spec = ArtifactSpec("pruned-model", {"source": source.fingerprint(), "task": task, "config": config.as_dict()},
-                        libraries=("torch", "transformers"))
-    progress(0.05, f"loading {model_name}")
-    summary: dict = {}
-
-    def build(folder) -> None:
-        progress(0.2, f"pruning: {config.label} at {config.target_sparsity:g}")
-        summary.update(prune_and_measure(model_name, config, task, score=True, save=str(folder / "model")))
-
-    folder, hit = default_cache().get_or_build(spec, build, description=f"{source.name} pruned: {config.label} "
-                                                                           f"{config.target_sparsity:g}")
-    if hit:  # the model is cached; its pruning summary says what it measured
-        summary = json.loads((folder / "model" / SUMMARY_FILE).read_text())
-    return {**summary, "folder": str(folder / "model"), "cache_hit": hit, "block": format_block(config.block)}

@@ -1,0 +1,46 @@
+"""The Prune page's background jobs: ``prune`` (one pruning, kept in the artifact cache) and ``prune_sweep``."""
+
+from __future__ import annotations
+
+import json
+
+from core.artifact_cache import ArtifactSpec, default_cache
+from core.jobs import NO_PROGRESS, Progress
+from core.model_source import resolve
+from core.pruning.block import format_block
+from core.pruning.request import PruneRequest, SweepRequest
+from core.pruning.save import SUMMARY_FILE
+from core.pruning.session import prune_and_measure
+from core.pruning.sweep import run_sweep
+
+
+def prune_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
+    """Prune, score, record, and keep the pruned model in the artifact cache.
+
+    params: ``PruneRequest.from_params``. The result names the cached folder, a model source every page and
+    command accepts.
+    """
+    request = PruneRequest.from_params(params)
+    config = request.config
+    source = resolve(request.model)
+    spec = ArtifactSpec("pruned-model", {"source": source.fingerprint(), "task": request.task,
+                                         "config": config.as_dict()}, libraries=("torch", "transformers"))
+    progress(0.05, f"loading {request.model}")
+    summary: dict = {}
+
+    def build(folder) -> None:
+        progress(0.2, f"pruning: {config.label} at {config.target_sparsity:g}")
+        summary.update(prune_and_measure(request.model, config, request.task, score=True,
+                                         save=str(folder / "model")))
+
+    folder, hit = default_cache().get_or_build(spec, build, description=f"{source.name} pruned: {config.label} "
+                                                                           f"{config.target_sparsity:g}")
+    if hit:  # the model is cached; its pruning summary says what it measured
+        summary = json.loads((folder / "model" / SUMMARY_FILE).read_text())
+    return {**summary, "folder": str(folder / "model"), "cache_hit": hit, "block": format_block(config.block)}
+
+
+def prune_sweep_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
+    """Fidelity vs sparsity; params: ``SweepRequest.from_params`` (all optional)."""
+    request = SweepRequest.from_params(params)
+    return run_sweep(request.model, request.methods, request.sparsities, request.task, request.options, progress)

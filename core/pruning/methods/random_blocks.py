@@ -1,0 +1,29 @@
+"""``random``: what-if weights, block-sparse at random with each layer's own spread (speed, not accuracy)."""
+
+from core.pruning.block import check_divisible, format_block
+from core.pruning.methods import PruningMethod, register
+from core.pruning.random_weights import random_block_sparse
+
+
+@register
+class RandomBlockSparse(PruningMethod):
+    name = "random"
+    description = "what-if: random block-sparse weights for timing, not a real pruning"
+    spec_key = "block"
+    order = 30
+
+    def check(self, name, shape, config):
+        check_divisible(name, shape, config.block)
+
+    def pattern(self, config):
+        return format_block(config.block)
+
+    def prune(self, layers, config):
+        """Each layer's own spread keeps activations in their usual range."""
+        import torch
+
+        for index, (name, module) in enumerate(layers.items()):
+            weight = module.weight
+            values = random_block_sparse(tuple(weight.shape), config.sparsity, config.block,
+                                         seed=(config.seed, index), scale=float(weight.float().std()), name=name)
+            weight.copy_(torch.from_numpy(values).to(weight.dtype))
