@@ -5,8 +5,15 @@ import re
 import pytest
 import torch
 
-from core.fidelity import (PAIRS_PATH, Outputs, fidelity, model_outputs, pair_sentences, retrieval_accuracy,
-                           sentence_pairs)
+from core.fidelity import (
+    PAIRS_PATH,
+    Outputs,
+    fidelity,
+    model_outputs,
+    pair_sentences,
+    retrieval_accuracy,
+    sentence_pairs,
+)
 from core.model_source import resolve
 from core.pruning.apply import PruneConfig, prune_model
 

@@ -1,8 +1,9 @@
 import pytest
 
 from core.errors import SparseLabError
-from core.fidelity_sweep import recorded_curves, sweep_configs, sweep_job
 from core.jobs import JOB_FUNCTIONS, resolve_function
+from core.pruning.jobs import prune_sweep_job
+from core.pruning.sweep import recorded_curves, sweep_configs
 from core.run_store import default_store
 
 
@@ -14,9 +15,9 @@ def test_m_by_n_is_one_point_and_other_methods_one_per_sparsity():
 
 
 def test_sweep_job_records_every_point_with_progress():
-    assert resolve_function("prune_sweep") is sweep_job and "prune_sweep" in JOB_FUNCTIONS
+    assert resolve_function("prune_sweep") is prune_sweep_job and "prune_sweep" in JOB_FUNCTIONS
     reports = []
-    result = sweep_job({"model": "bert-tiny", "methods": ["magnitude", "mn:2:4"], "sparsities": [0.0, 0.5]},
+    result = prune_sweep_job({"model": "bert-tiny", "methods": ["magnitude", "mn:2:4"], "sparsities": [0.0, 0.5]},
                        lambda fraction, message: reports.append((fraction, message)))
     points = result["points"]
     assert [(p["label"], p["target_sparsity"]) for p in points] == [("magnitude", 0.0), ("magnitude", 0.5),
@@ -31,7 +32,7 @@ def test_sweep_job_records_every_point_with_progress():
     assert two_four.settings["sweep"] == result["sweep_id"]
     assert {"mean_cosine", "min_cosine", "retrieval_accuracy", "achieved_sparsity"} <= set(two_four.metrics)
 
-    again = sweep_job({"model": "bert-tiny", "methods": ["magnitude"], "sparsities": [0.5]}, lambda f, m: None)
+    again = prune_sweep_job({"model": "bert-tiny", "methods": ["magnitude"], "sparsities": [0.5]}, lambda f, m: None)
     curves = recorded_curves(default_store(), "bert-tiny")
     assert {label: [p["sparsity"] for p in points] for label, points in curves.items()} == {
         "magnitude": [0.0, 0.5], "2:4": [0.5]}
@@ -40,6 +41,6 @@ def test_sweep_job_records_every_point_with_progress():
 
 def test_a_bad_point_refuses_the_whole_sweep_before_recording():
     with pytest.raises(SparseLabError, match="does not divide"):
-        sweep_job({"model": "bert-tiny", "methods": ["magnitude", "block:5x1"], "sparsities": [0.5]},
+        prune_sweep_job({"model": "bert-tiny", "methods": ["magnitude", "block:5x1"], "sparsities": [0.5]},
                   lambda fraction, message: None)
     assert default_store().count() == 0

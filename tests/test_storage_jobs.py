@@ -26,7 +26,7 @@ def test_store_job_saves_reports_and_records():
     assert again.result["stored"]["linear_sparsity"] == result["stored"]["linear_sparsity"]
 
 
-def test_verify_job_rejects_a_bad_upload_and_cleans_up():
+def test_store_verify_job_rejects_a_bad_upload_and_cleans_up():
     path = save_upload(b"GIF89a not a model", "model.h5")
     runner = default_runner()
     job = runner.wait(runner.submit("store_verify", {"path": str(path), "model": "bert-tiny"}), timeout_s=300)

@@ -6,8 +6,13 @@ import threading
 import numpy as np
 import pytest
 
-from core.tvm.target import (calling_thread_beside_workers, host_target, measure_tvm, set_runtime_threads,
-                             target_description)
+from core.tvm.target import (
+    calling_thread_beside_workers,
+    host_target,
+    measure_tvm,
+    set_runtime_threads,
+    target_description,
+)
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                                 reason="needs Linux thread affinity and at least 2 CPUs")

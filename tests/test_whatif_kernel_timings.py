@@ -1,8 +1,15 @@
 """Kernel tables: timed round-robin, cached per table, read back as curves."""
 
 from core.whatif import kernel_timings
-from core.whatif.kernel_timings import (SPARSITY_GRID, KernelTable, _Call, bsr_curve, dense_kernel_ms,
-                                        measure_tables, time_round_robin)
+from core.whatif.kernel_timings import (
+    SPARSITY_GRID,
+    KernelTable,
+    _Call,
+    bsr_curve,
+    dense_kernel_ms,
+    measure_tables,
+    time_round_robin,
+)
 
 
 def test_round_robin_calls_every_kernel_once_per_round_after_a_wake_call():

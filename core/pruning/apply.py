@@ -53,6 +53,7 @@ class PruneConfig:
         config = cls(method=method.name, sparsity=-1.0, block=parse_block(params.get("block") or DEFAULT_BLOCK),
                      m=m, n=n, patterns=tuple(params.get("patterns") or ()),
                      exclude=tuple(params.get("exclude") or ()), **known)
+        method.check_requested_sparsity(config, sparsity)
         fixed = method.fixed_sparsity(config)
         if sparsity is None and not method.sets_own_sparsity:
             raise SparseLabError(f"Give a sparsity in [0, 1) for {method.name} pruning.")

@@ -11,7 +11,7 @@ GlobalAveragePooling2D(keepdims=True).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tf_keras as keras
 

@@ -62,7 +62,7 @@ class PruneSpec:
     mn: tuple[int, int] | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "PruneSpec":
+    def parse(cls, text: str) -> PruneSpec:
         """``'constant:0.5'``, ``'poly:0.75'``, ``'xnnpack:0.75'`` or ``'mn:2:4'`` (m nonzeros of n)."""
         match = _SPEC.match(text or "")
         if not match:
@@ -125,7 +125,7 @@ class TfliteSettings:
         return MODELS[self.model]
 
     @classmethod
-    def from_params(cls, params: dict) -> "TfliteSettings":
+    def from_params(cls, params: dict) -> TfliteSettings:
         """Validate a params dict (as built by the CLI or the Export page) into settings."""
         model = params.get("model", "digits-cnn")
         if model not in MODELS:

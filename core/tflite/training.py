@@ -9,8 +9,8 @@ first run uses exactly what later runs will load.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import tf_keras as keras

@@ -42,6 +42,9 @@ class PruningMethod:
     def validate(self, config: PruneConfig) -> None:
         """Checks of the configuration alone, beyond the shared ones in PruneConfig.validate."""
 
+    def check_requested_sparsity(self, config: PruneConfig, requested: float | None) -> None:
+        """Refuse a requested sparsity the method cannot reach (a method that sets its own)."""
+
     def check(self, name: str, shape: tuple[int, int], config: PruneConfig) -> None:
         """Refuse a selected layer this method cannot prune (with a message saying what to change)."""
 

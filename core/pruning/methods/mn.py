@@ -21,9 +21,11 @@ class MByN(PruningMethod):
 
     def validate(self, config):
         check_mn(config.m, config.n)
-        if config.sparsity != self.fixed_sparsity(config):
+
+    def check_requested_sparsity(self, config, requested):
+        if requested not in (None, self.fixed_sparsity(config)):
             raise SparseLabError(f"m:n {config.m}:{config.n} prunes exactly {self.fixed_sparsity(config):g} of the "
-                                 f"weights; it cannot reach sparsity {config.sparsity} (leave the sparsity out).")
+                                 f"weights; it cannot reach sparsity {requested} (leave the sparsity out).")
 
     def check(self, name, shape, config):
         check_groups(name, shape, config.n)
