@@ -17,9 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.model_source import resolve  # noqa: E402
-from core.tvm.benchmark import compare, prepare_sparse  # noqa: E402
+from core.pruning.apply import pruned_copy  # noqa: E402
+from core.tvm.benchmark import compare  # noqa: E402
 from core.tvm.kernel_sweep import sweep  # noqa: E402
 from core.tvm.relax_import import InputShape  # noqa: E402
+from core.tvm.request import TvmRequest  # noqa: E402
 
 CASES = (("1x1 magnitude 95%", {"prune": "magnitude:0.95"}, (1, 1), 3.0),
          ("16x1 what-if 90%", {"whatif": 0.9}, (16, 1), 4.0))
@@ -48,7 +50,8 @@ def main() -> None:
     print(f"{'case':<20} {'torch ms':>9} {'tvm dense':>10} {'tvm bsr':>9} {'dense/torch':>12} "
           f"{'torch/bsr':>10} {'target':>7} {'layers':>7} {'compile s':>10} {'peak MB':>8} allclose  noise")
     for label, request, block, target in CASES:
-        sparse_model = prepare_sparse(dense_model, block=block, **request)
+        config = TvmRequest(block=f"{block[0]}x{block[1]}", **request).prune_config()
+        sparse_model = pruned_copy(dense_model, config)
         result = compare(dense_model, sparse_model, shape=shape, threads=args.threads, block=block,
                          repeats=args.repeats, name=args.model).as_dict()
         results[label] = result

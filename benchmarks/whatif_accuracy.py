@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.artifact_cache import ArtifactCache  # noqa: E402
 from core.whatif.check import check_point  # noqa: E402
-from core.whatif.estimate import WhatIfRequest, estimate  # noqa: E402
+from core.whatif.estimate import estimate  # noqa: E402
+from core.whatif.request import WhatIfRequest  # noqa: E402
 
 POINTS = ((0.9, (16, 1)), (0.95, (1, 1)), (0.8, (32, 1)))
 TARGET = 0.15

@@ -95,6 +95,11 @@ def NO_PROGRESS(fraction: float, message: str = "") -> None:  # noqa: N802 (a co
     """The progress of work nobody follows."""
 
 
+def stage(progress: Progress, start: float, end: float) -> Progress:
+    """The progress of one stage of a longer work, mapped onto [start, end] of the whole."""
+    return lambda fraction, message="": progress(start + (end - start) * fraction, message)
+
+
 class JobProgress:
     """The ``Progress`` a worker hands its job function: it writes to the job's row, at most every 0.2 s."""
 

@@ -2,11 +2,15 @@
 
 import streamlit as st
 
+from core.pruning.block import format_block
+from core.tvm.bsr_rewrite import BSR_BLOCKS
+from core.tvm.request import DEFAULT_MODEL, WHATIF_BLOCK, TvmRequest
 from ui.charts import latency_bars, speedup_sweep
 from ui.jobs import job_status, start_job
 from ui.models import model_picker
 
-BLOCKS = ["1x1", "4x1", "8x1", "16x1", "32x1"]
+BLOCKS = [format_block(block) for block in BSR_BLOCKS]
+DEFAULTS = TvmRequest()
 
 st.title("Compile")
 st.markdown("The TVM *deploy_sparse* idea rebuilt for TVM 0.27 (Relax, no Relay, no sparse ops): the model is "
@@ -18,7 +22,7 @@ st.markdown("The TVM *deploy_sparse* idea rebuilt for TVM 0.27 (Relax, no Relay,
 with st.form("tvm"):
     cols = st.columns(3)
     with cols[0]:
-        model = model_picker("tvm", default="bert-base", label="Dense model")
+        model = model_picker("tvm", default=DEFAULT_MODEL, label="Dense model")
     weights = cols[1].radio("Sparse weights", ["what-if random", "prune now", "pruned folder"],
                             help="what-if: random block-sparse weights at a sparsity, to see how fast the model "
                                  "would be if it were pruned; prune now: magnitude/block pruning of the model; "
@@ -26,13 +30,13 @@ with st.form("tvm"):
     folder = cols[2].text_input("Pruned folder", placeholder="only for 'pruned folder'")
     cols = st.columns(4)
     sparsity = cols[0].slider("Sparsity", 0.5, 0.99, 0.9, 0.01)
-    block = cols[1].selectbox("BSR block", BLOCKS, index=3)
+    block = cols[1].selectbox("BSR block", BLOCKS, index=BLOCKS.index(WHATIF_BLOCK))
     method = cols[2].selectbox("Pruning (prune now)", ["magnitude", "block"])
-    threshold = cols[3].slider("Convert layers at least this sparse", 0.0, 0.99, 0.8, 0.01)
+    threshold = cols[3].slider("Convert layers at least this sparse", 0.0, 0.99, DEFAULTS.threshold, 0.01)
     cols = st.columns(4)
-    seq_len = cols[0].number_input("Sequence length", 8, 512, 128, step=8)
+    seq_len = cols[0].number_input("Sequence length", 8, 512, DEFAULTS.seq_len, step=8)
     threads = cols[1].number_input("Threads", 1, 64, 2)
-    repeats = cols[2].number_input("Timing repeats", 5, 200, 20)
+    repeats = cols[2].number_input("Timing repeats", 5, 200, DEFAULTS.repeats)
     with cols[3]:
         tune = st.toggle("Tune BSR schedules", help="Measure the schedule candidates per layer shape (cached).")
         sweep = st.toggle("Block-shape sweep", value=True, help="One 768x768 layer over blocks x sparsities.")

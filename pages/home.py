@@ -5,6 +5,7 @@ import streamlit as st
 from core.run_store import flat_row
 from ui.environment import environment_card
 from ui.format import human_bytes
+from ui.navigation import HOME, PAGES
 from ui.resources import artifact_cache, run_store
 
 st.title("SparseLab")
@@ -12,15 +13,9 @@ st.markdown(
     "**What does sparsity buy this model — in size, accuracy and real latency?** "
     "SparseLab prunes real models, stores them compressed, compiles them to sparse kernels "
     "and measures every number on this machine.")
-for page, label, icon in (
-        ("pages/prune.py", "Prune: magnitude, block, m:n and what-if weights, and what they cost in fidelity",
-         "content_cut"),
-        ("pages/store.py", "Store: int8 + sparse storage, PruneBERT's layout and a smaller one, bit-exact", "compress"),
-        ("pages/compile.py", "Compile: TVM with Block Sparse Row kernels vs PyTorch on these cores", "memory"),
-        ("pages/export.py", "Export: TF-MOT pruning to TFLite, measured honestly", "phone_android"),
-        ("pages/compare.py", "Compare: size vs latency vs accuracy of every run, the Pareto front", "scatter_plot"),
-        ("pages/runs.py", "Runs: every measurement made here, filterable, as CSV", "table_rows")):
-    st.page_link(page, label=label, icon=f":material/{icon}:")
+for page in PAGES:
+    if page is not HOME:
+        st.page_link(page.path, label=f"{page.title}: {page.answers}", icon=page.material_icon)
 
 st.subheader("This machine")
 environment_card()

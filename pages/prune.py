@@ -3,17 +3,19 @@
 import streamlit as st
 
 from core.model_source import TASKS
-from core.pruning.apply import METHODS
-from core.pruning.block import parse_block
+from core.pruning.apply import DEFAULT_BLOCK, DEFAULT_MN, METHODS
+from core.pruning.block import BLOCK_CHOICES, parse_block
 from core.pruning.selection import linear_layers
+from core.pruning.session import DEFAULT_MODEL
 from core.pruning.stats import heatmap, layer_sparsities
-from core.pruning.sweep import METHOD_SPECS, SPARSITIES, recorded_curves
+from core.pruning.sweep import METHOD_SPEC_CHOICES, METHOD_SPECS, SPARSITIES, SPARSITY_CHOICES, recorded_curves
 from ui.charts import fidelity_curves, layer_sparsity_bars, nonzero_heatmap
 from ui.jobs import job_status, start_job
 from ui.models import loaded_model, model_picker
 from ui.resources import run_store
 
-BLOCKS = ["1x1", "4x1", "8x1", "16x1", "32x1", "1x4", "4x4"]
+BLOCKS = list(BLOCK_CHOICES)
+MN_CHOICES = ["2:4", "1:4", "4:8", "1:2"]
 
 st.title("Prune")
 st.markdown("Magnitude (per layer or global), whole blocks of *rows x columns*, m:n along the input "
@@ -23,13 +25,13 @@ st.markdown("Magnitude (per layer or global), whole blocks of *rows x columns*, 
 with st.form("prune"):
     cols = st.columns(3)
     with cols[0]:
-        model = model_picker("prune", default="minilm")
+        model = model_picker("prune", default=DEFAULT_MODEL)
     method = cols[1].selectbox("Method", METHODS)
     sparsity = cols[2].slider("Sparsity", 0.0, 0.99, 0.9, 0.01, help="Ignored by m:n, which fixes its own.")
     cols = st.columns(4)
-    block = cols[0].selectbox("Block (rows x cols)", BLOCKS, index=3, help="For block and random; also the "
-                              "block whose sparsity the bars report.")
-    mn = cols[1].selectbox("m:n", ["2:4", "1:4", "4:8", "1:2"])
+    block = cols[0].selectbox("Block (rows x cols)", BLOCKS, index=BLOCKS.index(DEFAULT_BLOCK),
+                              help="For block and random; also the block whose sparsity the bars report.")
+    mn = cols[1].selectbox("m:n", MN_CHOICES, index=MN_CHOICES.index(DEFAULT_MN))
     scope = cols[2].radio("Threshold", ["layer", "global"], horizontal=True)
     task = cols[3].selectbox("Head", TASKS)
     patterns = st.text_input("Layers to prune (patterns, space-separated)", placeholder="default: encoder layers",
@@ -79,16 +81,14 @@ st.markdown("Each point prunes the dense model, then compares sentence embedding
 with st.form("sweep"):
     cols = st.columns([1, 2, 2])
     with cols[0]:
-        sweep_model = model_picker("sweep", default="minilm")
-    methods = cols[1].multiselect("Methods", ["magnitude", "magnitude:global", "block:16x1", "block:32x1",
-                                              "block:4x1", "mn:2:4", "random:16x1"], default=list(METHOD_SPECS))
-    sparsities = cols[2].multiselect("Sparsities", [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
-                                     default=list(SPARSITIES))
+        sweep_model = model_picker("sweep", default=DEFAULT_MODEL)
+    methods = cols[1].multiselect("Methods", METHOD_SPEC_CHOICES, default=list(METHOD_SPECS))
+    sparsities = cols[2].multiselect("Sparsities", SPARSITY_CHOICES, default=list(SPARSITIES))
     if st.form_submit_button("Run the sweep") and sweep_model and methods and sparsities:
         start_job("prune_sweep", {"model": sweep_model, "methods": methods, "sparsities": sorted(sparsities)},
                   label=f"Fidelity sweep of {sweep_model}")
 sweep = job_status("prune_sweep")
-shown_model = sweep.params.get("model", "minilm") if sweep else "minilm"
+shown_model = sweep.params.get("model", DEFAULT_MODEL) if sweep else DEFAULT_MODEL
 curves = recorded_curves(run_store(), shown_model)
 if curves:
     metric = st.radio("Metric", ["mean_cosine", "min_cosine", "retrieval_accuracy"], horizontal=True)

@@ -7,6 +7,7 @@ import streamlit as st
 from core.model_source import TASKS
 from core.storage.jobs import save_upload
 from core.storage.quantization import EMBEDDING_CHOICES
+from core.storage.request import DEFAULT_THREADS
 from core.storage.store import FORMATS
 from ui.charts import latency_bars, size_waterfall
 from ui.format import human_bytes
@@ -30,7 +31,7 @@ with save_tab:
         embeddings = cols[1].selectbox("Embeddings", EMBEDDING_CHOICES,
                                        help="none: left out (reload takes them from the model source)")
         task = cols[2].selectbox("Head", TASKS)
-        threads = cols[3].number_input("Threads for timing", 1, 64, 2)
+        threads = cols[3].number_input("Threads for timing", 1, 64, DEFAULT_THREADS)
         per_channel = st.toggle("Per-channel int8 scales", help="The notebook used per-tensor; per-channel keeps "
                                 "much more fidelity on small models such as MiniLM.")
         if st.form_submit_button("Quantize, save and verify", type="primary") and model:

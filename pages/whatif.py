@@ -2,14 +2,17 @@
 
 import streamlit as st
 
+from core.pruning.block import format_block
 from core.whatif.accuracy import past_accuracy
+from core.whatif.request import WhatIfRequest
 from ui.charts import whatif_latency, whatif_sizes
 from ui.jobs import job_status, start_job
 from ui.models import model_picker
 from ui.resources import run_store
 
-SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98]
-BLOCKS = ["1x1", "4x1", "8x1", "16x1", "32x1"]
+DEFAULTS = WhatIfRequest()
+SPARSITIES = list(DEFAULTS.sparsities)
+BLOCKS = [format_block(block) for block in DEFAULTS.blocks]
 
 st.title("What-if")
 st.markdown("An estimate of the whole model's TVM latency for each sparsity and block shape, without compiling "
@@ -21,12 +24,12 @@ st.markdown("An estimate of the whole model's TVM latency for each sparsity and 
 with st.form("whatif"):
     cols = st.columns([2, 3, 3])
     with cols[0]:
-        model = model_picker("whatif", default="bert-base")
+        model = model_picker("whatif", default=DEFAULTS.model)
     sparsities = cols[1].multiselect("Sparsities", SPARSITIES, default=SPARSITIES)
     blocks = cols[2].multiselect("Blocks", BLOCKS, default=BLOCKS)
     cols = st.columns(4)
-    seq_len = cols[0].number_input("Sequence length", 8, 512, 128, step=8)
-    threads = cols[1].number_input("Threads", 1, 64, 2)
+    seq_len = cols[0].number_input("Sequence length", 8, 512, DEFAULTS.seq_len, step=8)
+    threads = cols[1].number_input("Threads", 1, 64, DEFAULTS.threads)
     if st.form_submit_button("Estimate", type="primary") and model and sparsities and blocks:
         start_job("whatif", {"model": model, "sparsities": sorted(sparsities), "blocks": blocks,
                              "seq_len": int(seq_len), "threads": int(threads)}, label=f"What-if for {model}")

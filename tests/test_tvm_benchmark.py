@@ -1,10 +1,10 @@
-"""The comparison behind the CLI/job, the ``tvm`` command, and the kernel sweep (bert-tiny, small shapes)."""
+"""The comparison behind the ``tvm`` job and command, and the kernel sweep (bert-tiny, small shapes)."""
 
 import json
 
 import pytest
 
-from core import cli
+from core import commands as cli
 from core.tvm.benchmark import compare
 from core.tvm.kernel_sweep import sweep
 from core.tvm.relax_import import InputShape
@@ -42,30 +42,6 @@ def test_tvm_command_needs_exactly_one_weight_source(capsys):
 
 
 def test_sweep_covers_every_block_and_sparsity():
-    pytest.importorskip("core.pruning")
     points = sweep(layer=(64, 64), tokens=16, blocks=((1, 1), (16, 1)), sparsities=(0.8, 0.95), repeats=2)
     assert [(p.block, p.sparsity) for p in points] == [("1x1", 0.8), ("1x1", 0.95), ("16x1", 0.8), ("16x1", 0.95)]
     assert all(p.tvm_ms > 0 and p.speedup == pytest.approx(p.torch_dense_ms / p.tvm_ms) for p in points)
-
-
-def test_whatif_request_converts_every_layer_with_the_requested_block():
-    pytest.importorskip("core.pruning")
-    from core.tvm.benchmark import run_request
-
-    progress = []
-    result = run_request({"model": "bert-tiny", "whatif": 0.9, "block": "16x1", "seq_len": 12, "threads": 1,
-                          "repeats": 2, "warmup": 1}, lambda fraction, message: progress.append(fraction))
-    assert result["block"] == "16x1" and result["allclose"]
-    assert result["converted_layers"] == 12
-    assert all(layer["block_sparsity"] == pytest.approx(0.9, abs=0.01) for layer in result["layers"])
-    assert progress == sorted(progress) and progress[-1] == 1.0
-
-    from core.run_store import default_store
-
-    records = default_store().query(kind="tvm")
-    assert sorted(r.id for r in records) == sorted(result["run_ids"])
-    by_method = {r.method: r for r in records}
-    assert set(by_method) == {"pytorch-dense", "tvm-dense", "tvm-bsr"}
-    assert by_method["tvm-bsr"].latency_ms == result["tvm_sparse_ms"] and by_method["tvm-bsr"].block == "16x1"
-    assert by_method["tvm-bsr"].sparsity == result["sparsity"] and by_method["tvm-bsr"].size_bytes > 0
-    assert 0.8 < result["sparsity"] <= 0.9  # over every Linear, the unused pooler included

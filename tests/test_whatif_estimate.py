@@ -5,13 +5,14 @@ import math
 
 import pytest
 
-from core import cli
+from core import commands as cli
 from core.errors import SparseLabError
 from core.jobs import resolve_function
 from core.run_store import RunStore
 from core.whatif.accuracy import past_accuracy
 from core.whatif.check import check_point
-from core.whatif.estimate import WhatIfRequest, estimate
+from core.whatif.estimate import estimate
+from core.whatif.request import WhatIfRequest
 from core.whatif.kernel_timings import KernelCurve
 from tests.fixtures_tvm import SEQ_LEN, module_cache  # noqa: F401
 

@@ -6,17 +6,22 @@ compiles that one point whole and records estimate vs measured in the run store.
 """
 
 from core.errors import SparseLabError
+from core.pruning.block import format_block
 from core.whatif.jobs import whatif_check_job, whatif_job
+from core.whatif.request import WhatIfRequest
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", default="bert-base",
+    defaults = WhatIfRequest()
+    parser.add_argument("--model", default=defaults.model,
                         help="bert-base, bert-large, bert-tiny, minilm, a folder, a hub id")
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sparsities", default="0.5,0.7,0.8,0.9,0.95,0.98", help="comma-separated, each in [0, 1)")
-    parser.add_argument("--blocks", default="1x1,4x1,8x1,16x1,32x1", help="comma-separated ROWSxCOLS")
+    parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
+    parser.add_argument("--batch", type=int, default=defaults.batch)
+    parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument("--sparsities", default=",".join(f"{s:g}" for s in defaults.sparsities),
+                        help="comma-separated, each in [0, 1)")
+    parser.add_argument("--blocks", default=",".join(format_block(b) for b in defaults.blocks),
+                        help="comma-separated ROWSxCOLS")
     parser.add_argument("--check", metavar="SPARSITY:BLOCK",
                         help="instead: compile this one point (e.g. 0.9:16x1) and compare with its estimate")
     parser.add_argument("--repeats", type=int, default=20, help="whole-model timing runs for --check")

@@ -136,6 +136,15 @@ def plan(model, config: PruneConfig) -> dict:
     return layers
 
 
+def pruned_copy(model, config: PruneConfig):
+    """A pruned deep copy of ``model``; the model itself stays as it was."""
+    import copy
+
+    sparse = copy.deepcopy(model)
+    prune_model(sparse, config)
+    return sparse
+
+
 def prune_model(model, config: PruneConfig) -> PruneResult:
     """Prune the selected Linear layers of ``model`` in place; refuse bad requests before touching it."""
     import torch

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from core.model_source import linear_layers
 from core.pruning.block import block_sparsity
-from core.pruning.selection import linear_layers
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ def layer_sparsities(model, block: tuple[int, int], selected: Iterable[str] = ()
                                     sparsity=zeros / weight.numel(), block_sparsity=block_sparsity(weight, block),
                                     selected=name in selected))
     return result
+
+
+def linear_sparsity(model) -> float:
+    """Fraction of zeros over every Linear weight of ``model`` (including any a compiled graph does not use)."""
+    weights = [module.weight for module in linear_layers(model).values()]
+    return float(sum(int((w == 0).sum()) for w in weights) / max(1, sum(w.numel() for w in weights)))
 
 
 def overall_sparsity(layers: Iterable[LayerSparsity]) -> float:

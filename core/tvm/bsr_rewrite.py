@@ -20,6 +20,8 @@ from core.model_source import linear_layers
 from core.tvm import bsr_format, bsr_kernel, dense_kernel
 
 DEFAULT_THRESHOLD = 0.8
+# The block shapes the BSR kernels are scheduled for (docs/tvm.md), offered by Compile and What-if.
+BSR_BLOCKS = ((1, 1), (4, 1), (8, 1), (16, 1), (32, 1))
 
 
 @dataclass(frozen=True)

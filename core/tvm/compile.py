@@ -22,6 +22,7 @@ import numpy as np
 
 from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
 from core.errors import SparseLabError
+from core.jobs import NO_PROGRESS, Progress
 from core.model_source import linear_layers
 from core.tvm.bsr_kernel import padded_tokens
 from core.tvm.bsr_rewrite import LayerReport, RewriteOptions, linear_names, rewrite_linears
@@ -38,7 +39,6 @@ BUILD_LIBRARIES = ("apache-tvm", "apache-tvm-ffi", "torch", "transformers")
 # Bump when kernels or schedules change, so old libraries are not reused.
 SCHEDULE_VERSION = 11
 
-Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,8 @@ def _build(model, options: CompileOptions, progress: Progress) -> Callable[[Path
 
 
 def compile_model(model, options: CompileOptions, *, name: str = "model", cache: ArtifactCache | None = None,
-                  progress: Progress | None = None) -> CompiledModel:
+                  progress: Progress = NO_PROGRESS) -> CompiledModel:
     """Compile ``model`` (eval mode, pruned or not) for ``options``, or reuse the cached library."""
-    progress = progress or (lambda fraction, message: None)
     start = time.perf_counter()
     if options.tune and options.rewrite.block:
         progress(0.0, "measuring BSR schedules")

@@ -13,9 +13,10 @@ import numpy as np
 from core.timing import measure
 from core.tvm.bsr_format import to_bsr
 from core.tvm.bsr_kernel import BsrKernelShape, build_kernel, default_schedule, output_shape
+from core.tvm.bsr_rewrite import BSR_BLOCKS
 from core.tvm.target import host_target, measure_tvm, set_runtime_threads
 
-BLOCKS = ((1, 1), (4, 1), (8, 1), (16, 1), (32, 1))
+BLOCKS = BSR_BLOCKS
 SPARSITIES = (0.7, 0.8, 0.9, 0.95, 0.98)
 
 

@@ -7,25 +7,22 @@ calibrated by them (``accuracy``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from core.jobs import NO_PROGRESS, Progress
 from core.model_source import resolve
 from core.pruning.block import format_block
 from core.run_store import RunRecord, RunStore, default_store
 from core.tvm.relax_import import example_inputs
 from core.tvm.target import measure_tvm
 from core.whatif.accuracy import CHECK_KIND
-from core.whatif.estimate import WhatIfRequest, estimate
+from core.whatif.estimate import estimate
+from core.whatif.request import WhatIfRequest
 from core.whatif.rest_of_model import PAUSE_S, compile_whatif, model_profile
-
-Progress = Callable[[float, str], None]
 
 
 def check_point(model: str, sparsity: float, block: tuple[int, int], seq_len: int = 128, threads: int = 2, *,
                 batch: int = 1, repeats: int = 20, cache=None, store: RunStore | None = None,
-                progress: Progress | None = None) -> dict:
+                progress: Progress = NO_PROGRESS) -> dict:
     """Measured vs estimated whole-model latency at one (sparsity, block); the pair is recorded in ``store``."""
-    progress = progress or (lambda fraction, message: None)
     store = store or default_store()
     request = WhatIfRequest(model, (sparsity,), (block,), seq_len, batch, threads)
     progress(0.0, "estimating")

@@ -22,63 +22,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from core.errors import SparseLabError
+from core.jobs import NO_PROGRESS, Progress
 from core.model_source import resolve
-from core.pruning.block import divides, format_block, parse_block
-from core.tvm.relax_import import InputShape
+from core.pruning.block import divides, format_block
 from core.whatif.accuracy import past_accuracy
 from core.whatif.kernel_timings import SPARSITY_GRID, KernelTable, bsr_curve, dense_kernel_ms, measure_tables
+from core.whatif.request import WhatIfRequest
 from core.whatif.rest_of_model import ModelProfile, Rest, family, model_profile, rest_of_model
 from core.whatif.sizes import SizeEstimate, model_sizes
-
-Progress = Callable[[float, str], None]
-DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
-DEFAULT_BLOCKS = ((1, 1), (4, 1), (8, 1), (16, 1), (32, 1))
-
-
-def _floats(value) -> tuple[float, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    try:
-        return tuple(float(item) for item in items)
-    except (TypeError, ValueError):
-        raise SparseLabError(f"Sparsities must be numbers, e.g. 0.5,0.9 (got '{value}').") from None
-
-
-def _blocks(value) -> tuple[tuple[int, int], ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(parse_block(item.strip()) if isinstance(item, str) else tuple(item) for item in items)
-
-
-@dataclass(frozen=True)
-class WhatIfRequest:
-    model: str = "bert-base"
-    sparsities: tuple[float, ...] = DEFAULT_SPARSITIES
-    blocks: tuple[tuple[int, int], ...] = DEFAULT_BLOCKS
-    seq_len: int = 128
-    batch: int = 1
-    threads: int = 2
-
-    def __post_init__(self):
-        if not self.sparsities or not self.blocks:
-            raise SparseLabError("Give at least one sparsity and one block shape.")
-        bad = [s for s in self.sparsities if not 0.0 <= s < 1.0]
-        if bad:
-            raise SparseLabError(f"Sparsity {bad[0]} is outside [0, 1): 0 keeps every weight, 0.9 removes 90%.")
-        if self.threads < 1:
-            raise SparseLabError(f"Threads must be at least 1 (got {self.threads}).")
-        InputShape(self.batch, self.seq_len)  # validates
-
-    @classmethod
-    def from_params(cls, params: dict) -> WhatIfRequest:
-        """From JSON-friendly params named like the CLI flags; lists may be comma-separated strings."""
-        defaults = cls.__dataclass_fields__
-        given = {key: params[key] for key in ("model", "seq_len", "batch", "threads") if params.get(key) is not None}
-        return cls(**{key: type(defaults[key].default)(value) for key, value in given.items()},
-                   sparsities=_floats(params.get("sparsities") or DEFAULT_SPARSITIES),
-                   blocks=_blocks(params.get("blocks") or DEFAULT_BLOCKS))
-
-    @property
-    def shape(self) -> InputShape:
-        return InputShape(self.batch, self.seq_len)
 
 
 @dataclass(frozen=True)
@@ -213,12 +164,11 @@ def _point(m: _Measurements, profile: ModelProfile, sparsity: float, block: tupl
                     profile.torch_dense_ms / total.ms, linear.ms, rest.ms, len(sparse), len(kept), "; ".join(notes))
 
 
-def estimate(request: WhatIfRequest, *, cache=None, store=None, progress: Progress | None = None) -> WhatIfResult:
+def estimate(request: WhatIfRequest, *, cache=None, store=None, progress: Progress = NO_PROGRESS) -> WhatIfResult:
     """Estimates for every (sparsity, block) of ``request``; measures only what this CPU has not cached."""
     from core.run_store import default_store
 
     start = time.perf_counter()
-    progress = progress or (lambda fraction, message: None)
     m = _Measurements(request, cache, progress)
     profile = m.profile()
     pruned = [layer for layer in profile.linears if layer.pruned]

@@ -5,14 +5,17 @@ Params are JSON-friendly and named like the CLI flags (core/commands/whatif.py).
 
 from __future__ import annotations
 
+from core.jobs import NO_PROGRESS, Progress
 from core.run_store import RunRecord, default_store
+from core.tvm.request import WHATIF_BLOCK
 from core.whatif.check import check_point
-from core.whatif.estimate import WhatIfRequest, estimate
+from core.whatif.estimate import estimate
+from core.whatif.request import WhatIfRequest
 
 ESTIMATE_KIND = "whatif"
 
 
-def whatif_job(params: dict, progress=None) -> dict:
+def whatif_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
     """``model``, ``sparsities``, ``blocks``, ``seq_len``, ``batch``, ``threads`` -> ``WhatIfResult.as_dict()``.
 
     Every point goes to the run store as kind ``whatif`` (latency and size are estimates, the error bar
@@ -31,9 +34,9 @@ def whatif_job(params: dict, progress=None) -> dict:
     return result
 
 
-def whatif_check_job(params: dict, progress=None) -> dict:
+def whatif_check_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
     """``model``, ``sparsity``, ``block`` ('16x1'), ``seq_len``, ``batch``, ``threads``, ``repeats`` -> the pair."""
     request = WhatIfRequest.from_params({**params, "sparsities": [params.get("sparsity")],
-                                         "blocks": [params.get("block") or "16x1"]})
+                                         "blocks": [params.get("block") or WHATIF_BLOCK]})
     return check_point(request.model, request.sparsities[0], request.blocks[0], request.seq_len, request.threads,
                        batch=request.batch, repeats=int(params.get("repeats") or 20), progress=progress)

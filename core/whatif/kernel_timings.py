@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.jobs import NO_PROGRESS, Progress
 from core.timing import Timing, quiet_indices
 from core.tvm.bsr_kernel import BsrKernelShape, default_schedule
 from core.tvm.compile import SCHEDULE_VERSION
@@ -39,7 +40,6 @@ ROUNDS = 20
 PAUSE_S = 0.15  # between rounds
 EVICT_BYTES = 64 * 2**20  # written before every round: more than this CPU's L3
 TVM_LIBRARIES = ("apache-tvm", "apache-tvm-ffi")
-Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -133,9 +133,8 @@ def _is_cached(table: KernelTable, cache) -> bool:
     return is_cached(kind, inputs, libraries=TVM_LIBRARIES, cache=cache)
 
 
-def measure_tables(tables, cache=None, progress: Progress | None = None) -> int:
+def measure_tables(tables, cache=None, progress: Progress = NO_PROGRESS) -> int:
     """Time every table of ``tables`` the cache lacks, all in one round-robin, and cache each; how many."""
-    progress = progress or (lambda fraction, message: None)
     missing = [table for table in dict.fromkeys(tables) if not _is_cached(table, cache)]
     if not missing:
         return 0

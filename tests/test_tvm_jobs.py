@@ -1,0 +1,26 @@
+"""The ``tvm`` job: the sparse model it makes, the comparison, and the runs it records (bert-tiny)."""
+
+import pytest
+
+from core.run_store import default_store
+from core.tvm.jobs import tvm_job
+
+pytestmark = pytest.mark.slow  # compiles with TVM
+
+
+def test_whatif_request_converts_every_layer_with_the_requested_block():
+    progress = []
+    result = tvm_job({"model": "bert-tiny", "whatif": 0.9, "block": "16x1", "seq_len": 12, "threads": 1,
+                          "repeats": 2, "warmup": 1}, lambda fraction, message: progress.append(fraction))
+    assert result["block"] == "16x1" and result["allclose"]
+    assert result["converted_layers"] == 12
+    assert all(layer["block_sparsity"] == pytest.approx(0.9, abs=0.01) for layer in result["layers"])
+    assert progress == sorted(progress) and progress[-1] == 1.0
+
+    records = default_store().query(kind="tvm")
+    assert sorted(r.id for r in records) == sorted(result["run_ids"])
+    by_method = {r.method: r for r in records}
+    assert set(by_method) == {"pytorch-dense", "tvm-dense", "tvm-bsr"}
+    assert by_method["tvm-bsr"].latency_ms == result["tvm_sparse_ms"] and by_method["tvm-bsr"].block == "16x1"
+    assert by_method["tvm-bsr"].sparsity == result["sparsity"] and by_method["tvm-bsr"].size_bytes > 0
+    assert 0.8 < result["sparsity"] <= 0.9  # over every Linear, the unused pooler included
