@@ -10,6 +10,9 @@ from core.model_source import resolve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Shared fixtures (tiny_cnn, module_cache) for every test module, without per-module imports.
+pytest_plugins = ["tests.fixtures_keras", "tests.fixtures_tvm", "tests.fixtures_pruning"]
+
 
 @pytest.fixture(autouse=True)
 def sparselab_home(tmp_path, monkeypatch):

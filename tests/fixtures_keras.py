@@ -1,6 +1,6 @@
 """A tiny trained digits CNN, its 2:4-pruned copy and their .tflite exports, built once per session.
 
-Imported explicitly by the tflite tests (conftest.py is the lead's). One epoch
+A pytest plugin of tests/conftest.py, so every test module sees ``tiny_cnn``. One epoch
 each: enough for real weights and a real 2:4 pattern, cheap on 2 shared cores.
 """
 
@@ -32,7 +32,7 @@ def tflite_layout(kernel: np.ndarray) -> np.ndarray:
     return kernel.transpose(3, 0, 1, 2) if kernel.ndim == 4 else kernel.T
 
 
-@functools.cache  # each test module imports the fixture, so each would otherwise build its own
+@functools.cache  # a module that still imports the fixture gets its own copy of it, which would build again
 def _tiny_run() -> TinyRun:
     from core.tflite.export import convert
     from core.tflite.pruning import prune

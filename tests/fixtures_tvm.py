@@ -1,4 +1,4 @@
-"""Fixtures and weight helpers for the TVM tests (imported explicitly; conftest.py is the lead's).
+"""Fixtures and weight helpers for the TVM tests (a pytest plugin of tests/conftest.py; helpers are imported).
 
 Weights are prepared here with plain numpy, so these tests do not depend on
 core.pruning: the engine takes any already-pruned torch model.

@@ -4,7 +4,7 @@ import torch
 from core.errors import SparseLabError
 from core.pruning.apply import PruneConfig, prune_model
 from core.pruning.block import block_masks, block_scores, block_sparsity, parse_block
-from tests.fixtures_pruning import block_nonzero, random_weight  # noqa: F401
+from tests.fixtures_pruning import block_nonzero, random_weight
 
 BLOCKS = [(1, 1), (4, 1), (8, 1), (16, 1), (32, 1), (1, 4), (4, 4)]
 

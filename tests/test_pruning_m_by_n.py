@@ -4,7 +4,7 @@ import torch
 from core.errors import SparseLabError
 from core.pruning.apply import PruneConfig, prune_model
 from core.pruning.m_by_n import mn_mask, parse_mn
-from tests.fixtures_pruning import random_weight  # noqa: F401
+from tests.fixtures_pruning import random_weight
 
 
 @pytest.mark.parametrize("m, n", [(2, 4), (1, 4), (4, 8), (3, 4)])

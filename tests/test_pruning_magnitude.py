@@ -4,7 +4,7 @@ import torch
 from core.pruning.apply import PruneConfig, prune_model
 from core.pruning.magnitude import keep_masks, magnitude_masks
 from core.pruning.selection import select_linear_layers
-from tests.fixtures_pruning import random_weight  # noqa: F401
+from tests.fixtures_pruning import random_weight
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.95])

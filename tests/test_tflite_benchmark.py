@@ -2,7 +2,6 @@ import numpy as np
 
 import core.tflite.benchmark as benchmark
 from core.tflite.training import keras_accuracy
-from tests.fixtures_keras import tiny_cnn  # noqa: F401
 
 
 def test_interpreter_accuracy_matches_keras(tiny_cnn):

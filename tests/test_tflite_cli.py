@@ -1,7 +1,6 @@
 import json
 
 from core.commands import main
-from tests.fixtures_keras import tiny_cnn  # noqa: F401
 
 
 def run_json(capsys, *argv) -> tuple[int, dict]:

@@ -1,7 +1,6 @@
 import numpy as np
 
 from core.tflite.inspection import inspect_tflite
-from tests.fixtures_keras import tiny_cnn  # noqa: F401
 
 PRUNED_2_4 = {(64, 3, 3, 32), (256, 256)}  # conv2 and dense1 in TFLite layout
 

@@ -3,7 +3,7 @@ import numpy as np
 from core.tflite.m_by_n import check_m_by_n
 from core.tflite.options import PruneSpec
 from core.tflite.pruning import prune, schedule, weight_sparsity
-from tests.fixtures_keras import BATCH, SEED, tflite_layout, tiny_cnn  # noqa: F401
+from tests.fixtures_keras import BATCH, SEED, tflite_layout
 
 
 def kernels(model) -> dict:

@@ -8,7 +8,7 @@ from core import commands as cli
 from core.tvm.benchmark import compare
 from core.tvm.kernel_sweep import sweep
 from core.tvm.relax_import import InputShape
-from tests.fixtures_tvm import SEQ_LEN, magnitude_prune_, module_cache  # noqa: F401
+from tests.fixtures_tvm import SEQ_LEN, magnitude_prune_
 
 
 def test_compare_reports_timings_layers_and_correctness(_tiny_dense, tiny_model, module_cache):

@@ -11,7 +11,7 @@ from core.tvm.bsr_rewrite import RewriteOptions
 from core.tvm.compile import CompileOptions, compile_model
 from core.tvm.relax_import import InputShape, example_inputs, export_model, to_relax
 from core.tvm.tuning import tuned_schedules
-from tests.fixtures_tvm import SEQ_LEN, magnitude_prune_, module_cache  # noqa: F401
+from tests.fixtures_tvm import SEQ_LEN, magnitude_prune_
 
 SHAPE = InputShape(batch=2, seq_len=SEQ_LEN)
 

@@ -4,7 +4,7 @@ import pytest
 
 from core.tvm.bsr_rewrite import RewriteOptions, linear_names, rewrite_linears
 from core.tvm.relax_import import InputShape, import_model
-from tests.fixtures_tvm import SEQ_LEN, magnitude_prune_  # noqa: F401
+from tests.fixtures_tvm import SEQ_LEN, magnitude_prune_
 
 KEPT_DENSE = "encoder.layer.0.attention.self.query"
 

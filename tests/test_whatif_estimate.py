@@ -12,9 +12,9 @@ from core.run_store import RunStore
 from core.whatif.accuracy import past_accuracy
 from core.whatif.check import check_point
 from core.whatif.estimate import estimate
-from core.whatif.request import WhatIfRequest
 from core.whatif.kernel_timings import KernelCurve
-from tests.fixtures_tvm import SEQ_LEN, module_cache  # noqa: F401
+from core.whatif.request import WhatIfRequest
+from tests.fixtures_tvm import SEQ_LEN
 
 SPARSITIES = (0.8, 0.9, 0.95)
 BLOCKS = ((1, 1), (16, 1))
