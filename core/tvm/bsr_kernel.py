@@ -98,58 +98,42 @@ def bsr_matmul(shape: BsrKernelShape, schedule: BsrSchedule):
     """
     from tvm.script import tirx as T
 
-    m, k, n = shape.m, shape.k, shape.n
+    m, k = shape.m, shape.k
     rows, cols = shape.block
     tile, block_rows = schedule.tile, shape.block_rows_count
-    if schedule.variant == "rows":
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xt: T.Buffer((k, m), "float32"), data_handle: T.handle, indices_handle: T.handle,
-                   indptr: T.Buffer((block_rows + 1,), "int32"), y: T.Buffer((m, n), "float32")):
-            nnz = T.int32()
-            data = T.match_buffer(data_handle, (nnz, cols, rows), "float32")
-            indices = T.match_buffer(indices_handle, (nnz,), "int32")
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            for i in T.parallel(block_rows):
-                for to in range(m // tile):
-                    acc = T.decl_buffer((tile, rows), "float32", scope="global")
-                    for ti in T.unroll(tile):
-                        for r in T.vectorized(rows):
-                            acc[ti, r] = T.float32(0)
-                    start: T.int32 = indptr[i]
-                    for j in range(indptr[i + 1] - start):
-                        for c in T.unroll(cols):
-                            column: T.int32 = indices[start + j] * cols + c
-                            for ti in T.unroll(tile):
-                                for r in T.vectorized(rows):
-                                    acc[ti, r] = acc[ti, r] + data[start + j, c, r] * xt[column, to * tile + ti]
-                    for ti in T.unroll(tile):
-                        for r in T.vectorized(rows):
-                            y[to * tile + ti, i * rows + r] = acc[ti, r]
-        return kernel
+    # One loop nest for both variants: the accumulator is (outer, inner) with ``inner`` the vector axis,
+    # block rows for "rows", tokens for "tokens"; meta_vars name the token and row of each element, so the
+    # two PrimFuncs differ only in that layout (their TVMScript is the same as two hand-written nests).
+    rows_first = schedule.variant == "rows"
+    outer, inner = (tile, rows) if rows_first else (rows, tile)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(xt: T.Buffer((k, m), "float32"), data_handle: T.handle, indices_handle: T.handle,
-               indptr: T.Buffer((block_rows + 1,), "int32"), yt: T.Buffer((n, m), "float32")):
+               indptr: T.Buffer((block_rows + 1,), "int32"), out: T.Buffer(output_shape(shape, schedule), "float32")):
         nnz = T.int32()
         data = T.match_buffer(data_handle, (nnz, cols, rows), "float32")
         indices = T.match_buffer(indices_handle, (nnz,), "int32")
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         for i in T.parallel(block_rows):
             for to in range(m // tile):
-                acc = T.decl_buffer((rows, tile), "float32", scope="global")
-                for r in T.unroll(rows):
-                    for ti in T.vectorized(tile):
-                        acc[r, ti] = T.float32(0)
+                acc = T.decl_buffer((outer, inner), "float32", scope="global")
+                for a in T.unroll(outer):
+                    for b in T.vectorized(inner):
+                        acc[a, b] = T.float32(0)
                 start: T.int32 = indptr[i]
                 for j in range(indptr[i + 1] - start):
                     for c in T.unroll(cols):
                         column: T.int32 = indices[start + j] * cols + c
-                        for r in T.unroll(rows):
-                            for ti in T.vectorized(tile):
-                                acc[r, ti] = acc[r, ti] + data[start + j, c, r] * xt[column, to * tile + ti]
-                for r in T.unroll(rows):
-                    for ti in T.vectorized(tile):
-                        yt[i * rows + r, to * tile + ti] = acc[r, ti]
+                        for a in T.unroll(outer):
+                            for b in T.vectorized(inner):
+                                token = T.meta_var(to * tile + (a if rows_first else b))
+                                r = T.meta_var(b if rows_first else a)
+                                acc[a, b] = acc[a, b] + data[start + j, c, r] * xt[column, token]
+                for a in T.unroll(outer):
+                    for b in T.vectorized(inner):
+                        token = T.meta_var(to * tile + (a if rows_first else b))
+                        feature = T.meta_var(i * rows + (b if rows_first else a))
+                        out[(token, feature) if rows_first else (feature, token)] = acc[a, b]
     return kernel
 
 

@@ -5,19 +5,24 @@ from core.pruning.magnitude import SCOPES
 from core.pruning.methods import PruningMethod, register
 
 
-@register
-class Block(PruningMethod):
-    name = "block"
-    description = "whole blocks (out x in) with the lowest norm go"
+class BlockShaped(PruningMethod):
+    """A method whose zeros come in ``config.block`` blocks: the block must divide every layer it prunes."""
+
     spec_key = "block"
-    scopes = SCOPES
-    order = 10
 
     def check(self, name, shape, config):
         check_divisible(name, shape, config.block)
 
     def pattern(self, config):
         return format_block(config.block)
+
+
+@register
+class Block(BlockShaped):
+    name = "block"
+    description = "whole blocks (out x in) with the lowest norm go"
+    scopes = SCOPES
+    order = 10
 
     def keep_masks(self, weights, config):
         return block_masks(weights, config.sparsity, config.block, config.scope, config.norm)

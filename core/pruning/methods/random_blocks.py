@@ -1,22 +1,15 @@
 """``random``: what-if weights, block-sparse at random with each layer's own spread (speed, not accuracy)."""
 
-from core.pruning.block import check_divisible, format_block
-from core.pruning.methods import PruningMethod, register
+from core.pruning.methods import register
+from core.pruning.methods.block import BlockShaped
 from core.pruning.random_weights import random_block_sparse
 
 
 @register
-class RandomBlockSparse(PruningMethod):
+class RandomBlockSparse(BlockShaped):
     name = "random"
     description = "what-if: random block-sparse weights for timing, not a real pruning"
-    spec_key = "block"
     order = 30
-
-    def check(self, name, shape, config):
-        check_divisible(name, shape, config.block)
-
-    def pattern(self, config):
-        return format_block(config.block)
 
     def prune(self, layers, config):
         """Each layer's own spread keeps activations in their usual range."""
