@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run   - serve the dashboard at http://127.0.0.1:8501
-#   make test  - run the test suite
+#   make test  - lint (ruff), then run the test suite
+#   make lint  - ruff alone; make fast - the tests not marked slow (a loop of under 2 minutes)
 # Both create .venv and install requirements.txt when needed. The install stamp
 # is keyed on the hash of requirements.txt, so a second run installs nothing.
 
@@ -11,7 +12,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-bundled.txt | sha256sum | 
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PORT ?= 8501
 
-.PHONY: run test browser clean-venv
+.PHONY: run test lint fast browser clean-venv
 
 $(STAMP): requirements.txt requirements-bundled.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +30,14 @@ run: $(STAMP)
 browser:
 	@bash scripts/ensure_chromium.sh
 
-test: $(STAMP) browser
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint browser
 	$(BIN)/python -m pytest
+
+fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)
