@@ -23,24 +23,27 @@ with st.form("tvm"):
     cols = st.columns(3)
     with cols[0]:
         model = model_picker("tvm", default=DEFAULT_MODEL, label="Dense model")
-    weights = cols[1].radio("Sparse weights", ["what-if random", "prune now", "pruned folder"],
+    weights = cols[1].radio("Sparse weights", ["what-if random", "prune now", "pruned folder"], key="tvm-weights",
                             help="what-if: random block-sparse weights at a sparsity, to see how fast the model "
                                  "would be if it were pruned; prune now: magnitude/block pruning of the model; "
                                  "pruned folder: a model saved by Prune (also the dense baseline).")
-    folder = cols[2].text_input("Pruned folder", placeholder="only for 'pruned folder'")
+    folder = cols[2].text_input("Pruned folder", placeholder="only for 'pruned folder'", key="tvm-folder")
     cols = st.columns(4)
-    sparsity = cols[0].slider("Sparsity", 0.5, 0.99, 0.9, 0.01)
-    block = cols[1].selectbox("BSR block", BLOCKS, index=BLOCKS.index(WHATIF_BLOCK))
-    method = cols[2].selectbox("Pruning (prune now)", ["magnitude", "block"])
-    threshold = cols[3].slider("Convert layers at least this sparse", 0.0, 0.99, DEFAULTS.threshold, 0.01)
+    sparsity = cols[0].slider("Sparsity", 0.5, 0.99, 0.9, 0.01, key="tvm-sparsity")
+    block = cols[1].selectbox("BSR block", BLOCKS, index=BLOCKS.index(WHATIF_BLOCK), key="tvm-block")
+    method = cols[2].selectbox("Pruning (prune now)", ["magnitude", "block"], key="tvm-method")
+    threshold = cols[3].slider("Convert layers at least this sparse", 0.0, 0.99, DEFAULTS.threshold, 0.01,
+                               key="tvm-threshold")
     cols = st.columns(4)
-    seq_len = cols[0].number_input("Sequence length", 8, 512, DEFAULTS.seq_len, step=8)
-    threads = cols[1].number_input("Threads", 1, 64, 2)
-    repeats = cols[2].number_input("Timing repeats", 5, 200, DEFAULTS.repeats)
+    seq_len = cols[0].number_input("Sequence length", 8, 512, DEFAULTS.seq_len, step=8, key="tvm-seq-len")
+    threads = cols[1].number_input("Threads", 1, 64, 2, key="tvm-threads")
+    repeats = cols[2].number_input("Timing repeats", 5, 200, DEFAULTS.repeats, key="tvm-repeats")
     with cols[3]:
-        tune = st.toggle("Tune BSR schedules", help="Measure the schedule candidates per layer shape (cached).")
-        sweep = st.toggle("Block-shape sweep", value=True, help="One 768x768 layer over blocks x sparsities.")
-    if st.form_submit_button("Compile and benchmark", type="primary") and model:
+        tune = st.toggle("Tune BSR schedules", help="Measure the schedule candidates per layer shape (cached).",
+                         key="tvm-tune")
+        sweep = st.toggle("Block-shape sweep", value=True, help="One 768x768 layer over blocks x sparsities.",
+                          key="tvm-sweep")
+    if st.form_submit_button("Compile and benchmark", type="primary", key="tvm-submit") and model:
         params = {"model": model, "block": block, "threshold": threshold, "seq_len": int(seq_len),
                   "threads": int(threads), "repeats": int(repeats), "tune": tune, "sweep": sweep}
         params.update({"what-if random": {"whatif": sparsity}, "prune now": {"prune": f"{method}:{sparsity}"},

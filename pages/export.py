@@ -22,20 +22,24 @@ run_tab, inspect_tab = st.tabs(["Prune and export", "Inspect a .tflite"])
 with run_tab:
     with st.form("tflite"):
         cols = st.columns([2, 3])
-        model = cols[0].radio("Model", list(MODELS), format_func=lambda m: f"{m} — {MODELS[m].description}")
+        model = cols[0].radio("Model", list(MODELS), format_func=lambda m: f"{m} — {MODELS[m].description}",
+                              key="tflite-model")
         methods = cols[1].multiselect("Pruning", list(METHODS), default=["constant", "mn"],
-                                      help="\n\n".join(f"**{k}**: {v}" for k, v in METHODS.items()))
+                                      help="\n\n".join(f"**{k}**: {v}" for k, v in METHODS.items()),
+                                      key="tflite-methods")
         cols = st.columns(4)
-        sparsity = cols[0].slider("Target sparsity", 0.3, 0.95, 0.75, 0.05, help="constant, poly and xnnpack")
-        mn = cols[1].selectbox("m:n (kept of every n)", ["2:4", "1:4", "4:8"])
-        epochs = cols[2].number_input("Epochs (dense)", 1, 50, 8)
-        seed = cols[3].number_input("Seed", 0, 10_000, 0)
+        sparsity = cols[0].slider("Target sparsity", 0.3, 0.95, 0.75, 0.05, help="constant, poly and xnnpack",
+                                  key="tflite-sparsity")
+        mn = cols[1].selectbox("m:n (kept of every n)", ["2:4", "1:4", "4:8"], key="tflite-mn")
+        epochs = cols[2].number_input("Epochs (dense)", 1, 50, 8, key="tflite-epochs")
+        seed = cols[3].number_input("Seed", 0, 10_000, 0, key="tflite-seed")
         cols = st.columns([3, 1, 1])
         variants = cols[0].multiselect("TFLite variants", list(VARIANTS), default=list(VARIANTS),
-                                       help="\n\n".join(f"**{k}**: {v}" for k, v in VARIANTS.items()))
-        threads = cols[1].multiselect("Threads", [1, 2, 4], default=[1, 2])
-        repeats = cols[2].number_input("Timing repeats", 10, 2000, 100)
-        if st.form_submit_button("Train, prune, export and measure", type="primary"):
+                                       help="\n\n".join(f"**{k}**: {v}" for k, v in VARIANTS.items()),
+                                       key="tflite-variants")
+        threads = cols[1].multiselect("Threads", [1, 2, 4], default=[1, 2], key="tflite-threads")
+        repeats = cols[2].number_input("Timing repeats", 10, 2000, 100, key="tflite-repeats")
+        if st.form_submit_button("Train, prune, export and measure", type="primary", key="tflite-submit"):
             specs = [f"mn:{mn}" if m == "mn" else f"{m}:{sparsity:g}" for m in methods]
             start_job("tflite", {"model": model, "prune": specs, "export": variants, "epochs": int(epochs),
                                  "seed": int(seed), "threads": threads, "repeats": int(repeats)},
@@ -65,7 +69,7 @@ with run_tab:
         files = {r["file"]: r["path"] for r in one_thread if Path(r["path"]).is_file()}
         if files:
             cols = st.columns([2, 1])
-            chosen = cols[0].selectbox("Download a file", list(files))
+            chosen = cols[0].selectbox("Download a file", list(files), key="tflite-download-file")
             cols[1].download_button("Download .tflite", Path(files[chosen]).read_bytes(),
                                     file_name=f"{result['model']}-{chosen.replace('/', '-').replace(':', '')}.tflite",
                                     icon=":material/download:")
@@ -73,9 +77,9 @@ with run_tab:
 
 with inspect_tab:
     produced = st.session_state.get("tflite-produced", {})
-    upload = st.file_uploader("A .tflite file", type=["tflite"])
-    chosen = st.selectbox("…or one produced above", ["", *produced]) if produced else ""
-    mn_text = st.text_input("Check m:n in the last dimension", "2:4")
+    upload = st.file_uploader("A .tflite file", type=["tflite"], key="inspect-upload")
+    chosen = st.selectbox("…or one produced above", ["", *produced], key="inspect-produced") if produced else ""
+    mn_text = st.text_input("Check m:n in the last dimension", "2:4", key="inspect-mn")
     data = upload.getvalue() if upload else (Path(produced[chosen]).read_bytes() if chosen else None)
     if data:
         try:
@@ -87,7 +91,7 @@ with inspect_tab:
                        f"m:n {mn_text} holds in {len(report.mn_holding())}")
             st.dataframe([{**t.as_dict(), "mn": (t.mn.holds if t.mn else None)} for t in report.tensors],
                          hide_index=True, width="stretch")
-            name = st.selectbox("Heatmap of", [t.name for t in report.tensors])
+            name = st.selectbox("Heatmap of", [t.name for t in report.tensors], key="inspect-heatmap")
             tensor = report.tensor(name)
             view = weight_heatmap(tensor, n=parse_mn(mn_text)[1] if mn_text.strip() else None)
             st.plotly_chart(nonzero_heatmap(view.mask, view.row_start, view.col_start, view.row_lines,

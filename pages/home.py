@@ -29,7 +29,7 @@ st.progress(min(1.0, used / cache.cap_bytes),
 if entries:
     st.dataframe([{"kind": e.kind, "description": e.description, "size": human_bytes(e.size_bytes),
                    "key": e.key} for e in entries], hide_index=True, width="stretch")
-    if st.button("Clear the cache", icon=":material/delete:"):
+    if st.button("Clear the cache", icon=":material/delete:", key="home-clear-cache"):
         removed = cache.clear()
         st.toast(f"Removed {removed} artifacts")
         st.rerun()

@@ -26,17 +26,19 @@ with st.form("prune"):
     cols = st.columns(3)
     with cols[0]:
         model = model_picker("prune", default=DEFAULT_MODEL)
-    method = cols[1].selectbox("Method", METHODS)
-    sparsity = cols[2].slider("Sparsity", 0.0, 0.99, 0.9, 0.01, help="Ignored by m:n, which fixes its own.")
+    method = cols[1].selectbox("Method", METHODS, key="prune-method")
+    sparsity = cols[2].slider("Sparsity", 0.0, 0.99, 0.9, 0.01, help="Ignored by m:n, which fixes its own.",
+                              key="prune-sparsity")
     cols = st.columns(4)
     block = cols[0].selectbox("Block (rows x cols)", BLOCKS, index=BLOCKS.index(DEFAULT_BLOCK),
-                              help="For block and random; also the block whose sparsity the bars report.")
-    mn = cols[1].selectbox("m:n", MN_CHOICES, index=MN_CHOICES.index(DEFAULT_MN))
-    scope = cols[2].radio("Threshold", ["layer", "global"], horizontal=True)
-    task = cols[3].selectbox("Head", TASKS)
+                              help="For block and random; also the block whose sparsity the bars report.",
+                              key="prune-block")
+    mn = cols[1].selectbox("m:n", MN_CHOICES, index=MN_CHOICES.index(DEFAULT_MN), key="prune-mn")
+    scope = cols[2].radio("Threshold", ["layer", "global"], horizontal=True, key="prune-scope")
+    task = cols[3].selectbox("Head", TASKS, key="prune-task")
     patterns = st.text_input("Layers to prune (patterns, space-separated)", placeholder="default: encoder layers",
-                             help="glob (*attention*), plain word (intermediate) or re:REGEX")
-    if st.form_submit_button("Prune and measure", type="primary") and model:
+                             help="glob (*attention*), plain word (intermediate) or re:REGEX", key="prune-patterns")
+    if st.form_submit_button("Prune and measure", type="primary", key="prune-submit") and model:
         start_job("prune", {"model": model, "task": task, "method": method,
                             "sparsity": None if method == "mn" else sparsity, "block": block, "mn": mn,
                             "scope": scope, "patterns": patterns.split() or None},
@@ -56,7 +58,8 @@ if job and job.status == "done":
 
     pruned = loaded_model(result["folder"])
     stats_block = st.selectbox("Block shape for the block-sparsity bars", BLOCKS, index=BLOCKS.index(result["block"])
-                               if result["block"] in BLOCKS else 0)
+                               if result["block"] in BLOCKS else 0,
+                               key=f"prune-stats-block-{result['block']}")  # a new job's block resets it
     layers = [l.as_dict() for l in layer_sparsities(pruned, parse_block(stats_block))]
     st.plotly_chart(layer_sparsity_bars(layers, stats_block), width="stretch")
 
@@ -64,11 +67,11 @@ if job and job.status == "done":
     weights = linear_layers(pruned)
     cols = st.columns(4)
     layer = cols[0].selectbox("Layer", list(weights), index=next(
-        (i for i, name in enumerate(weights) if "encoder." in name), 0))
+        (i for i, name in enumerate(weights) if "encoder." in name), 0), key="prune-layer")
     out_features, in_features = weights[layer].weight.shape
-    row = cols[1].number_input("First row", 0, out_features - 1, 0, step=16)
-    col = cols[2].number_input("First column", 0, in_features - 1, 0, step=16)
-    size = cols[3].select_slider("Window", [16, 32, 64, 128], 64)
+    row = cols[1].number_input("First row", 0, out_features - 1, 0, step=16, key="prune-first-row")
+    col = cols[2].number_input("First column", 0, in_features - 1, 0, step=16, key="prune-first-column")
+    size = cols[3].select_slider("Window", [16, 32, 64, 128], 64, key="prune-window")
     view = heatmap(weights[layer].weight, parse_block(stats_block), int(row), int(col), size, size)
     st.plotly_chart(nonzero_heatmap(view.mask, view.row_start, view.col_start, view.row_lines, view.col_lines,
                                     f"{layer}: nonzero = dark, {stats_block} blocks in red"), width="stretch")
@@ -82,16 +85,17 @@ with st.form("sweep"):
     cols = st.columns([1, 2, 2])
     with cols[0]:
         sweep_model = model_picker("sweep", default=DEFAULT_MODEL)
-    methods = cols[1].multiselect("Methods", METHOD_SPEC_CHOICES, default=list(METHOD_SPECS))
-    sparsities = cols[2].multiselect("Sparsities", SPARSITY_CHOICES, default=list(SPARSITIES))
-    if st.form_submit_button("Run the sweep") and sweep_model and methods and sparsities:
+    methods = cols[1].multiselect("Methods", METHOD_SPEC_CHOICES, default=list(METHOD_SPECS), key="sweep-methods")
+    sparsities = cols[2].multiselect("Sparsities", SPARSITY_CHOICES, default=list(SPARSITIES), key="sweep-sparsities")
+    if st.form_submit_button("Run the sweep", key="sweep-submit") and sweep_model and methods and sparsities:
         start_job("prune_sweep", {"model": sweep_model, "methods": methods, "sparsities": sorted(sparsities)},
                   label=f"Fidelity sweep of {sweep_model}")
 sweep = job_status("prune_sweep")
 shown_model = sweep.params.get("model", DEFAULT_MODEL) if sweep else DEFAULT_MODEL
 curves = recorded_curves(run_store(), shown_model)
 if curves:
-    metric = st.radio("Metric", ["mean_cosine", "min_cosine", "retrieval_accuracy"], horizontal=True)
+    metric = st.radio("Metric", ["mean_cosine", "min_cosine", "retrieval_accuracy"], horizontal=True,
+                      key="sweep-metric")
     st.plotly_chart(fidelity_curves(curves, metric, f"{shown_model}: {metric.replace('_', ' ')} vs sparsity"),
                     width="stretch")
 else:

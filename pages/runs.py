@@ -10,10 +10,11 @@ store = run_store()
 st.caption(f"{store.count()} runs in {store.path}")
 
 cols = st.columns(4)
-kind = cols[0].selectbox("Kind", [None, *store.distinct("kind")], format_func=lambda v: v or "all")
-model = cols[1].selectbox("Model", [None, *store.distinct("model")], format_func=lambda v: v or "all")
-method = cols[2].selectbox("Method", [None, *store.distinct("method")], format_func=lambda v: v or "all")
-limit = cols[3].number_input("Show at most", min_value=10, max_value=100_000, value=1000, step=100)
+kind = cols[0].selectbox("Kind", [None, *store.distinct("kind")], format_func=lambda v: v or "all", key="runs-kind")
+model = cols[1].selectbox("Model", [None, *store.distinct("model")], format_func=lambda v: v or "all", key="runs-model")
+method = cols[2].selectbox("Method", [None, *store.distinct("method")], format_func=lambda v: v or "all",
+                           key="runs-method")
+limit = cols[3].number_input("Show at most", min_value=10, max_value=100_000, value=1000, step=100, key="runs-limit")
 
 records = store.query(kind=kind, model=model, method=method, limit=int(limit))
 if records:

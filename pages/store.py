@@ -27,14 +27,15 @@ with save_tab:
     with st.form("store"):
         model = model_picker("store", default="minilm")
         cols = st.columns(4)
-        fmt = cols[0].radio("Format", list(FORMATS), index=1, horizontal=True)
+        fmt = cols[0].radio("Format", list(FORMATS), index=1, horizontal=True, key="store-format")
         embeddings = cols[1].selectbox("Embeddings", EMBEDDING_CHOICES,
-                                       help="none: left out (reload takes them from the model source)")
-        task = cols[2].selectbox("Head", TASKS)
-        threads = cols[3].number_input("Threads for timing", 1, 64, DEFAULT_THREADS)
+                                       help="none: left out (reload takes them from the model source)",
+                                       key="store-embeddings")
+        task = cols[2].selectbox("Head", TASKS, key="store-task")
+        threads = cols[3].number_input("Threads for timing", 1, 64, DEFAULT_THREADS, key="store-threads")
         per_channel = st.toggle("Per-channel int8 scales", help="The notebook used per-tensor; per-channel keeps "
-                                "much more fidelity on small models such as MiniLM.")
-        if st.form_submit_button("Quantize, save and verify", type="primary") and model:
+                                "much more fidelity on small models such as MiniLM.", key="store-per-channel")
+        if st.form_submit_button("Quantize, save and verify", type="primary", key="store-submit") and model:
             start_job("store", {"model": model, "format": fmt, "per_channel": per_channel, "embeddings": embeddings,
                                 "task": task, "threads": int(threads)}, label=f"Storing {model} as {fmt}")
 
@@ -66,9 +67,10 @@ with save_tab:
 
 with verify_tab:
     with st.form("verify"):
-        upload = st.file_uploader("A .h5 model file (SparseLab or PruneBERT layout)", type=["h5", "hdf5"])
+        upload = st.file_uploader("A .h5 model file (SparseLab or PruneBERT layout)", type=["h5", "hdf5"],
+                                  key="verify-upload")
         model = model_picker("verify", default="minilm", label="The model source it was made from")
-        if st.form_submit_button("Reload and verify") and upload is not None and model:
+        if st.form_submit_button("Reload and verify", key="verify-submit") and upload is not None and model:
             start_job("store_verify", {"path": str(save_upload(upload.getvalue(), upload.name)), "model": model},
                       label=f"Verifying {upload.name}")
     job = job_status("store_verify")

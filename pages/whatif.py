@@ -25,12 +25,12 @@ with st.form("whatif"):
     cols = st.columns([2, 3, 3])
     with cols[0]:
         model = model_picker("whatif", default=DEFAULTS.model)
-    sparsities = cols[1].multiselect("Sparsities", SPARSITIES, default=SPARSITIES)
-    blocks = cols[2].multiselect("Blocks", BLOCKS, default=BLOCKS)
+    sparsities = cols[1].multiselect("Sparsities", SPARSITIES, default=SPARSITIES, key="whatif-sparsities")
+    blocks = cols[2].multiselect("Blocks", BLOCKS, default=BLOCKS, key="whatif-blocks")
     cols = st.columns(4)
-    seq_len = cols[0].number_input("Sequence length", 8, 512, DEFAULTS.seq_len, step=8)
-    threads = cols[1].number_input("Threads", 1, 64, DEFAULTS.threads)
-    if st.form_submit_button("Estimate", type="primary") and model and sparsities and blocks:
+    seq_len = cols[0].number_input("Sequence length", 8, 512, DEFAULTS.seq_len, step=8, key="whatif-seq-len")
+    threads = cols[1].number_input("Threads", 1, 64, DEFAULTS.threads, key="whatif-threads")
+    if st.form_submit_button("Estimate", type="primary", key="whatif-submit") and model and sparsities and blocks:
         start_job("whatif", {"model": model, "sparsities": sorted(sparsities), "blocks": blocks,
                              "seq_len": int(seq_len), "threads": int(threads)}, label=f"What-if for {model}")
 
@@ -45,7 +45,7 @@ if job and job.status == "done":
                    delta_color="off")
     cols[3].metric("Answered in", f"{result['seconds']:.1f} s", "from cache" if result["cache_hit"] else "measured now",
                    delta_color="off")
-    speedup = st.toggle("Show speedup over PyTorch")
+    speedup = st.toggle("Show speedup over PyTorch", key="whatif-speedup")
     st.plotly_chart(whatif_latency(result["estimates"], result["torch_dense_ms"], speedup), width="stretch")
     st.plotly_chart(whatif_sizes(result["sizes"]), width="stretch")
     for note in result["notes"]:
@@ -54,10 +54,10 @@ if job and job.status == "done":
     st.subheader("Check an estimate with a real compile")
     with st.form("whatif-check"):
         cols = st.columns(3)
-        point = cols[0].selectbox("Point", result["estimates"], format_func=lambda e: (
+        point = cols[0].selectbox("Point", result["estimates"], key="whatif-check-point", format_func=lambda e: (
             f"{e['block']} at {e['sparsity']:g}: {e['estimate_ms']:.1f} ± {e['error_ms']:.1f} ms"))
-        repeats = cols[1].number_input("Timing repeats", 5, 200, 20)
-        if st.form_submit_button("Compile the whole model and measure"):
+        repeats = cols[1].number_input("Timing repeats", 5, 200, 20, key="whatif-check-repeats")
+        if st.form_submit_button("Compile the whole model and measure", key="whatif-check-submit"):
             start_job("whatif_check", {"model": result["model"], "sparsity": point["sparsity"], "block": point["block"],
                                        "seq_len": result["seq_len"], "threads": result["threads"],
                                        "repeats": int(repeats)},

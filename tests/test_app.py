@@ -45,10 +45,23 @@ def test_home_shows_machine_and_latest_runs(app):
 
 
 def test_runs_page_filters(app):
+    store = default_store()  # beside the fixture's prune run of bert-tiny: runs each filter must drop
+    store.add(RunRecord(kind="store", model="minilm", method="sparselab", size_bytes=2000))
+    store.add(RunRecord(kind="tvm", model="bert-base", method="bsr", latency_ms=5.0))
+    store.add(RunRecord(kind="prune", model="minilm", method="block", sparsity=0.8, accuracy=0.7))
     app.switch_page("pages/runs.py").run()
-    app.selectbox[0].select("prune").run()
+    assert len(app.dataframe[0].value) == 4  # unfiltered: every run
+
+    app.selectbox(key="runs-kind").select("prune").run()
     assert not app.exception
-    assert "bert-tiny" in app.dataframe[0].value.to_string()
+    table = app.dataframe[0].value
+    assert set(table["kind"]) == {"prune"}
+    assert sorted(table["model"]) == ["bert-tiny", "minilm"]
+
+    app.selectbox(key="runs-model").select("bert-tiny").run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert list(zip(table["kind"], table["model"], table["method"])) == [("prune", "bert-tiny", "magnitude")]
 
 
 @pytest.mark.slow

@@ -13,5 +13,5 @@ def test_compare_page_plots_filters_and_marks_the_front():
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
     assert list(table.sort_values("size_bytes")["pareto"].head(2)) == [True, False]
-    at.multiselect[1].set_value(["minilm"]).run()
+    at.multiselect(key="compare-models").set_value(["minilm"]).run()
     assert "1 of 3 runs" in at.caption[0].value

@@ -6,11 +6,11 @@ from tests.pages import finish_job, open_page
 def test_compile_page_compiles_and_shows_results():
     at = open_page("pages/compile.py")
     at.selectbox(key="tvm-model").select("bert-tiny")
-    at.number_input[0].set_value(32)  # sequence length
-    at.number_input[1].set_value(1)  # threads
-    at.number_input[2].set_value(5)  # repeats
-    at.toggle[1].set_value(False)  # no kernel sweep
-    at.button[0].click().run()
+    at.number_input(key="tvm-seq-len").set_value(32)
+    at.number_input(key="tvm-threads").set_value(1)
+    at.number_input(key="tvm-repeats").set_value(5)
+    at.toggle(key="tvm-sweep").set_value(False)  # no kernel sweep
+    at.button(key="tvm-submit").click().run()
     finish_job(at, "tvm")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Matches PyTorch"] == "yes"

@@ -5,18 +5,18 @@ from tests.pages import finish_job, open_page
 
 def test_export_page_runs_and_inspects():
     at = open_page("pages/export.py", timeout=180)
-    at.multiselect[0].set_value(["mn"])
-    at.number_input[0].set_value(2)  # epochs
-    at.multiselect[1].set_value(["float", "sparse"])
-    at.multiselect[2].set_value([1])
-    at.number_input[2].set_value(10)  # timing repeats
-    at.button[0].click().run()
+    at.multiselect(key="tflite-methods").set_value(["mn"])
+    at.number_input(key="tflite-epochs").set_value(2)
+    at.multiselect(key="tflite-variants").set_value(["float", "sparse"])
+    at.multiselect(key="tflite-threads").set_value([1])
+    at.number_input(key="tflite-repeats").set_value(10)
+    at.button(key="tflite-submit").click().run()
     finish_job(at, "tflite")
     assert len(at.get("plotly_chart")) == 2
     verdicts = [m.value for m in at.info] + [m.value for m in at.success]
     assert any("mn:2:4" in v and "smaller" in v for v in verdicts)
 
-    at.selectbox[-1].select("mn:2:4/sparse").run()  # inspect a produced file
+    at.selectbox(key="inspect-produced").select("mn:2:4/sparse").run()  # inspect a produced file
     assert not at.exception, [e.message for e in at.exception]
     table = at.dataframe[-1].value
     assert table["stored_sparse"].any() and table["mn"].any()

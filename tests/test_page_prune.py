@@ -6,16 +6,16 @@ from tests.pages import finish_job, open_page
 def test_prune_page_prunes_and_sweeps():
     at = open_page("pages/prune.py")
     at.selectbox(key="prune-model").select("bert-tiny")
-    at.slider[0].set_value(0.5)
-    at.button[0].click().run()
+    at.slider(key="prune-sparsity").set_value(0.5)
+    at.button(key="prune-submit").click().run()
     finish_job(at, "prune")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Sparsity of pruned layers"] == "50.0%"
     assert len(at.get("plotly_chart")) == 2  # layer bars and heatmap; no sweep yet
 
     at.selectbox(key="sweep-model").select("bert-tiny")
-    at.multiselect[0].set_value(["magnitude"])
-    at.multiselect[1].set_value([0.0, 0.5])
-    at.button[1].click().run()
+    at.multiselect(key="sweep-methods").set_value(["magnitude"])
+    at.multiselect(key="sweep-sparsities").set_value([0.0, 0.5])
+    at.button(key="sweep-submit").click().run()
     finish_job(at, "prune_sweep")
     assert len(at.get("plotly_chart")) == 3

@@ -6,9 +6,9 @@ from tests.pages import finish_job, open_page
 def test_store_page_runs_a_job_and_shows_results():
     at = open_page("pages/store.py")
     at.selectbox(key="store-model").select("bert-tiny")
-    at.number_input[0].set_value(1)
-    at.button[0].click().run()  # the form's submit button
-    at.button[0].click().run()  # submitted again while it runs: no second job
+    at.number_input(key="store-threads").set_value(1)
+    at.button(key="store-submit").click().run()
+    at.button(key="store-submit").click().run()  # submitted again while it runs: no second job
     finish_job(at, "store")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Reload bit-exact"] == "yes"

@@ -6,15 +6,15 @@ from tests.pages import finish_job, open_page
 def test_whatif_page_estimates_and_checks():
     at = open_page("pages/whatif.py")
     at.selectbox(key="whatif-model").select("bert-tiny")
-    at.multiselect[0].set_value([0.8, 0.95])
-    at.multiselect[1].set_value(["1x1", "16x1"])
-    at.number_input[0].set_value(32)
-    at.number_input[1].set_value(1)
-    at.button[0].click().run()
+    at.multiselect(key="whatif-sparsities").set_value([0.8, 0.95])
+    at.multiselect(key="whatif-blocks").set_value(["1x1", "16x1"])
+    at.number_input(key="whatif-seq-len").set_value(32)
+    at.number_input(key="whatif-threads").set_value(1)
+    at.button(key="whatif-submit").click().run()
     finish_job(at, "whatif")
     assert len(at.get("plotly_chart")) == 2
-    at.number_input[2].set_value(5)
-    at.button[1].click().run()
+    at.number_input(key="whatif-check-repeats").set_value(5)
+    at.button(key="whatif-check-submit").click().run()
     finish_job(at, "whatif_check")
     assert any("measured" in m.value for m in [*at.success, *at.warning])
     assert {m.label: m.value for m in at.metric}["Checks"] == "1"
