@@ -42,6 +42,8 @@ class Timing:
     repeats: int
     warmup: int
     threads: int
+    p10_ms: float = 0.0  # the spread charts draw: 10th to 90th percentile of the timed runs, never below zero
+    p90_ms: float = 0.0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -54,7 +56,17 @@ class Timing:
         return cls(median_ms=statistics.median(samples_ms), mean_ms=statistics.fmean(samples_ms),
                    std_ms=statistics.stdev(samples_ms) if len(samples_ms) > 1 else 0.0, min_ms=min(samples_ms),
                    quiet_ms=statistics.median(samples_ms[i] for i in quiet),
-                   repeats=len(samples_ms), warmup=warmup, threads=threads)
+                   repeats=len(samples_ms), warmup=warmup, threads=threads,
+                   p10_ms=percentile(samples_ms, 10), p90_ms=percentile(samples_ms, 90))
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The ``q``-th percentile (linear interpolation between order statistics, numpy's default)."""
+    ordered = sorted(samples)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @contextmanager

@@ -53,3 +53,14 @@ def test_quiet_runs_are_the_fastest_quarter():
     ticks = iter([0, 1, 1, 11, 11, 13, 13, 14, 14, 24])  # runs of 1, 10, 2, 1, 10 ms
     timing = measure(lambda: None, threads=1, repeats=5, warmup=0, clock=lambda: next(ticks) / 1000)
     assert timing.quiet_ms == 1.0 and timing.median_ms == 2.0
+
+
+def test_timing_keeps_the_10th_and_90th_percentile_of_its_runs():
+    import numpy as np
+
+    from core.timing import Timing
+
+    samples = [5.0, 1.0, 9.0, 2.0, 7.0, 3.0, 40.0]
+    timing = Timing.of(samples, warmup=0, threads=1)
+    assert timing.p10_ms == np.percentile(samples, 10) and timing.p90_ms == np.percentile(samples, 90)
+    assert 0 < timing.p10_ms <= timing.median_ms <= timing.p90_ms  # a spread that never runs below zero

@@ -22,15 +22,25 @@ def size_waterfall(steps: list[dict], title: str) -> go.Figure:
     return figure
 
 
+def spread(timing: dict) -> tuple[float, float]:
+    """(below, above) the median: the 10th to 90th percentile of the timed runs. A plus-or-minus standard
+    deviation would draw a bar below zero for a run with one slow outlier (seen: 27 ms, bar from -20 to 80)."""
+    if timing.get("p90_ms"):
+        return timing["median_ms"] - timing["p10_ms"], timing["p90_ms"] - timing["median_ms"]
+    return 0.0, 0.0  # a timing recorded before percentiles were kept: no honest spread to draw
+
+
 def latency_bars(latencies: dict[str, dict], title: str) -> go.Figure:
-    """Median latency per variant with its standard deviation as the error bar."""
+    """Median latency per variant, the whisker from the 10th to the 90th percentile of its runs."""
     names = list(latencies)
+    spreads = [spread(latencies[n]) for n in names]
     figure = go.Figure(go.Bar(
         x=names, y=[latencies[n]["median_ms"] for n in names],
-        error_y={"type": "data", "array": [latencies[n]["std_ms"] for n in names]},
+        error_y={"type": "data", "symmetric": False, "array": [s[1] for s in spreads],
+                 "arrayminus": [s[0] for s in spreads]},
         text=[f"{latencies[n]['median_ms']:.1f} ms" for n in names], textposition="outside",
         marker_color="#0f766e"))
-    figure.update_layout(title=title, yaxis_title="ms (median)", height=360, margin={"t": 60})
+    figure.update_layout(title=title, yaxis_title="ms (median; whiskers p10-p90)", height=360, margin={"t": 60})
     return figure
 
 
