@@ -38,25 +38,43 @@ def test_build_then_hit(tmp_path):
     assert entry.kind == "model" and entry.description == "a model" and entry.size_bytes >= 100
 
 
-def _slow_build_in_process(root: str, counter: str) -> str:
+def _slow_build_in_process(root: str, log: str) -> tuple[str, bool]:
+    """One of two processes asking for the same artifact; ``log`` gets a line per event with its time."""
     cache = ArtifactCache(Path(root), cap_bytes=10**9)
 
-    def build(out: Path):
-        with open(counter, "a") as handle:
-            handle.write("built\n")
-        time.sleep(1.0)
-        (out / "data").write_text(str(os.getpid()))
+    def note(event: str) -> None:
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()} {event} {time.time()!r}\n")
 
-    path, _ = cache.get_or_build(ArtifactSpec("shared", {"k": 1}), build)
-    return (path / "data").read_text()
+    def build(out: Path):
+        note("build-enter")
+        deadline = time.time() + 60  # hold the build until the other process is asking too
+        while Path(log).read_text().count(" call ") < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # it is now blocked on the key's lock (or about to be)
+        (out / "data").write_text(str(os.getpid()))
+        note("build-exit")
+
+    note("call")
+    path, hit = cache.get_or_build(ArtifactSpec("shared", {"k": 1}), build)
+    note("return")
+    return (path / "data").read_text(), hit
 
 
 def test_two_processes_compute_once(tmp_path):
-    counter = tmp_path / "counter.txt"
+    log = tmp_path / "log.txt"
     with multiprocessing.get_context("spawn").Pool(2) as pool:
-        results = pool.starmap(_slow_build_in_process, [(str(tmp_path / "c"), str(counter))] * 2)
-    assert counter.read_text().count("built") == 1
-    assert results[0] == results[1]
+        results = pool.starmap(_slow_build_in_process, [(str(tmp_path / "c"), str(log))] * 2)
+    events = [line.split() for line in log.read_text().splitlines()]
+    times = {(int(pid), event): float(at) for pid, event, at in events}
+    [builder] = [pid for pid, event in times if event == "build-enter"]
+    assert [event for _, event, _ in events].count("build-enter") == 1  # built once
+    [waiter] = {pid for pid, _ in times} - {builder}
+    # the other process asked while the build ran, and only returned once it was published
+    assert times[waiter, "call"] < times[builder, "build-exit"] < times[waiter, "return"]
+    assert times[builder, "build-enter"] < times[builder, "build-exit"]
+    assert results[0][0] == results[1][0] == str(builder)
+    assert sorted(hit for _, hit in results) == [False, True]
 
 
 def test_interrupted_write_is_never_read_back(tmp_path):
@@ -77,25 +95,43 @@ def test_interrupted_write_is_never_read_back(tmp_path):
 
 
 def test_killed_writer_leaves_nothing_readable(tmp_path):
-    """A process killed with SIGKILL mid-build cannot clean up; its staging dir is never read."""
+    """A process killed with SIGKILL mid-build cannot clean up; its staging dir is never read, and swept later."""
+    marker = tmp_path / "inside-build.txt"
+    root = tmp_path / "cache"
     code = (
         "import sys, time; from pathlib import Path; from core.artifact_cache import ArtifactCache, ArtifactSpec\n"
-        f"c = ArtifactCache(Path({str(tmp_path)!r}), 10**9)\n"
-        "def b(out):\n    (out / 'half').write_text('x'); time.sleep(60)\n"
+        f"c = ArtifactCache(Path({str(root)!r}), 10**9)\n"
+        "def b(out):\n"
+        "    (out / 'half').write_text('x')\n"
+        f"    Path({str(marker)!r}).write_text(str(out))\n"
+        "    time.sleep(60)\n"
         "c.get_or_build(ArtifactSpec('m', {'k': 3}), b)\n"
     )
     import subprocess
     import sys
 
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent.parent)
-    deadline = time.time() + 30
-    while not any((tmp_path / "tmp").glob("*")) and time.time() < deadline:
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    cache = ArtifactCache(tmp_path, cap_bytes=10**9)
+    try:
+        deadline = time.time() + 60
+        while not marker.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), f"the child never got inside build() (exit code {proc.poll()})"
+        staging = Path(marker.read_text())
+        assert staging.parent == root / "tmp" and (staging / "half").read_text() == "x"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -9  # killed mid-build, not finished
+    cache = ArtifactCache(root, cap_bytes=10**9)
     assert cache.lookup(ArtifactSpec("m", {"k": 3})) is None
     assert cache.entries() == []
+    assert staging.is_dir()  # nobody cleaned up, but it is never read:
+    path, hit = cache.get_or_build(ArtifactSpec("m", {"k": 3}), lambda out: (out / "full").write_text("ok"))
+    assert not hit and sorted(p.name for p in path.iterdir()) == ["artifact.json", "full"]  # the lock was freed too
+    old = time.time() - 2 * 24 * 3600
+    os.utime(staging, (old, old))
+    cache.clear()  # sweeps staging dirs a day old
+    assert not staging.exists() and list((root / "tmp").iterdir()) == []
 
 
 def test_lru_eviction_keeps_recent_and_new(tmp_path):
