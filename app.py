@@ -4,6 +4,7 @@ import streamlit as st
 
 import core  # noqa: F401  (sets the process-wide environment switches before anything imports TF)
 from ui.environment import environment_summary
+from ui.jobs import read_only
 from ui.navigation import HOME, PAGES
 
 st.set_page_config(page_title="SparseLab", page_icon=":material/grid_on:", layout="wide")
@@ -14,4 +15,6 @@ navigation = st.navigation(ROUTES)
 with st.sidebar:
     st.caption("SparseLab — what does sparsity buy this model?")
     environment_summary()
+    if read_only():
+        st.info("Read-only: browse, compare and download; no jobs start here.", icon=":material/lock:")
 navigation.run()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import socket
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 
@@ -148,6 +149,8 @@ def environment_record() -> dict:
     cpu = asdict(cpu_info())
     cpu["flags"] = list(cpu["flags"])  # JSON-native, so a record reads back equal
     return {
+        "host": socket.gethostname(),
+        "worker": os.environ.get("SPARSELAB_WORKER"),  # the Dask worker that ran the job, if a job did
         "cpu": cpu,
         "llvm_mcpu": llvm_mcpu(),
         "python": platform.python_version(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 import sqlite3
 import time
 from contextlib import closing
@@ -19,7 +20,9 @@ from pathlib import Path
 from core.environment import environment_record
 
 COLUMNS = ("kind", "model", "method", "sparsity", "block", "size_bytes", "accuracy",
-           "latency_ms", "latency_std_ms", "threads")
+           "latency_ms", "latency_std_ms", "threads", "machine")
+# Ids of the runs this process added, when a job's process collects them to send back to the dashboard.
+ADDED_RUN_IDS: list[int] | None = None
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -35,6 +38,7 @@ CREATE TABLE IF NOT EXISTS runs (
     latency_ms REAL,
     latency_std_ms REAL,
     threads INTEGER,
+    machine TEXT,
     settings TEXT NOT NULL,
     metrics TEXT NOT NULL,
     environment TEXT NOT NULL
@@ -42,6 +46,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind, created);
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model, created);
 """
+_ADDED_COLUMNS = {"machine": "TEXT"}  # stores written before runs recorded their machine
 
 
 # The SQLite settings every SparseLab database shares (the run store here, the job table in core.jobs):
@@ -75,17 +80,26 @@ class RunRecord:
     latency_ms: float | None = None
     latency_std_ms: float | None = None
     threads: int | None = None
+    machine: str | None = field(default_factory=socket.gethostname)  # the host it was measured on
     settings: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     environment: dict = field(default_factory=environment_record)
     created: float = field(default_factory=time.time)
     id: int | None = None
 
+    def as_dict(self) -> dict:
+        return asdict(self)
+
 
 class RunStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         sqlite_create(self.path, _SCHEMA)
+        with closing(self._connect()) as db, db:
+            have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+            for column, sql_type in _ADDED_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite_connect(self.path)
@@ -100,14 +114,19 @@ class RunStore:
         with closing(self._connect()) as db, db:
             cursor = db.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
             record.id = cursor.lastrowid
+        if ADDED_RUN_IDS is not None:
+            ADDED_RUN_IDS.append(record.id)
         return record.id
 
+    def get_many(self, ids: list[int]) -> list[RunRecord]:
+        return self.query(ids=list(ids)) if ids else []
+
     def query(self, *, kind: str | None = None, model: str | None = None,
-              method: str | None = None, ids: list[int] | None = None,
+              method: str | None = None, machine: str | None = None, ids: list[int] | None = None,
               limit: int | None = None) -> list[RunRecord]:
         """Runs matching every given filter, newest first."""
         clauses, params = [], []
-        for column, value in (("kind", kind), ("model", model), ("method", method)):
+        for column, value in (("kind", kind), ("model", model), ("method", method), ("machine", machine)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
@@ -126,11 +145,12 @@ class RunStore:
 
     def summary_rows(self, *, kinds: list[str] | None = None, models: list[str] | None = None,
                      methods: list[str] | None = None, blocks: list[str] | None = None,
-                     sparsity: tuple[float, float] | None = None) -> list[dict]:
+                     sparsity: tuple[float, float] | None = None, machines: list[str] | None = None) -> list[dict]:
         """The indexed columns of every matching run, newest first, without parsing any JSON:
         what a screen of ten thousand runs needs."""
         clauses, params = [], []
-        for column, values in (("kind", kinds), ("model", models), ("method", methods), ("block", blocks)):
+        for column, values in (("kind", kinds), ("model", models), ("method", methods), ("block", blocks),
+                               ("machine", machines)):
             if values:
                 clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
                 params.extend(values)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_CAP_BYTES = 20 * 1024**3
+DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024**2  # also .streamlit/config.toml's server.maxUploadSize (MB)
+DEFAULT_MAX_QUEUED_PER_SESSION = 4
 
 
 def _user_cache_home() -> Path:
@@ -24,6 +26,9 @@ class Settings:
     store_path: Path
     jobs_dir: Path
     cache_cap_bytes: int
+    read_only: bool = False  # SPARSELAB_READ_ONLY=1: browse, compare and download; start no jobs
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_queued_per_session: int = DEFAULT_MAX_QUEUED_PER_SESSION
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,4 +38,16 @@ class Settings:
             store_path=Path(os.environ.get("SPARSELAB_STORE") or home / "runs.sqlite"),
             jobs_dir=Path(os.environ.get("SPARSELAB_JOBS_DIR") or home / "jobs"),
             cache_cap_bytes=int(os.environ.get("SPARSELAB_CACHE_CAP_BYTES") or DEFAULT_CACHE_CAP_BYTES),
+            read_only=os.environ.get("SPARSELAB_READ_ONLY", "").strip().lower() in ("1", "true", "yes"),
+            max_upload_bytes=int(os.environ.get("SPARSELAB_MAX_UPLOAD_BYTES") or DEFAULT_MAX_UPLOAD_BYTES),
+            max_queued_per_session=int(os.environ.get("SPARSELAB_MAX_QUEUED_PER_SESSION")
+                                       or DEFAULT_MAX_QUEUED_PER_SESSION),
         )
+
+    def check_upload(self, size_bytes: int, what: str = "The file") -> None:
+        """Refuse an upload over the cap before anything reads it."""
+        from core.errors import SparseLabError
+
+        if size_bytes > self.max_upload_bytes:
+            raise SparseLabError(f"{what} is {size_bytes / 2**20:.1f} MB; this server takes at most "
+                                 f"{self.max_upload_bytes / 2**20:.0f} MB (SPARSELAB_MAX_UPLOAD_BYTES).")

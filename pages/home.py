@@ -5,6 +5,7 @@ import streamlit as st
 from core.run_store import flat_row
 from ui.environment import environment_card
 from ui.format import human_bytes
+from ui.jobs import read_only
 from ui.navigation import HOME, PAGES
 from ui.resources import artifact_cache, run_store
 
@@ -29,7 +30,8 @@ st.progress(min(1.0, used / cache.cap_bytes),
 if entries:
     st.dataframe([{"kind": e.kind, "description": e.description, "size": human_bytes(e.size_bytes),
                    "key": e.key} for e in entries], hide_index=True, width="stretch")
-    if st.button("Clear the cache", icon=":material/delete:", key="home-clear-cache"):
+    if st.button("Clear the cache", icon=":material/delete:", key="home-clear-cache", disabled=read_only(),
+                 help="Not in read-only mode" if read_only() else None):
         removed = cache.clear()
         st.toast(f"Removed {removed} artifacts")
         st.rerun()

@@ -1,8 +1,9 @@
 """A page's background job: start it, follow its progress, cancel it, read its result.
 
 The job id is kept in the URL (``?job_<name>=<id>``) so a browser refresh, or a
-colleague given the link, finds the same job; the work itself runs in a worker
-process and never blocks the page.
+colleague given the link, finds the same job; the work itself runs on the job
+engine (core/jobs.py) and never blocks the page. A queued job shows its place in
+the queue and how long it has waited.
 """
 
 from __future__ import annotations
@@ -11,7 +12,20 @@ import streamlit as st
 
 from core.errors import SparseLabError
 from core.jobs import Job
+from core.settings import Settings
 from ui.resources import job_runner
+
+
+def _session_id() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx else None
+
+
+def read_only() -> bool:
+    """SPARSELAB_READ_ONLY=1: the dashboard shows, compares and downloads, and starts nothing."""
+    return Settings.from_env().read_only
 
 
 def _param(name: str) -> str:
@@ -21,12 +35,22 @@ def _param(name: str) -> str:
 def start_job(name: str, params: dict, label: str) -> None:
     """Start the page's job, unless the same job with the same settings is already running
     (pressing Enter in a form and then clicking its button submits it twice)."""
+    settings = Settings.from_env()
+    if settings.read_only:
+        st.warning("This dashboard is read-only (SPARSELAB_READ_ONLY): it shows, compares and downloads runs, "
+                   "and starts no jobs.")
+        return
     running = current_job(name)
     if running and running.active and running.params == params:
         st.toast("This job is already running.")
         return
+    session = _session_id()
+    if session and job_runner().queued_in_session(session) >= settings.max_queued_per_session:
+        st.error(f"This browser session already has {settings.max_queued_per_session} jobs queued or running "
+                 "(SPARSELAB_MAX_QUEUED_PER_SESSION); wait for one to finish or cancel one.")
+        return
     try:
-        job_id = job_runner().submit(name, params, label=label)
+        job_id = job_runner().submit(name, params, label=label, session=session)
     except SparseLabError as exc:
         st.error(str(exc))
         return
@@ -61,7 +85,13 @@ def _follow(job_id: str) -> None:
     job = job_runner().get(job_id)
     if not job.active:
         st.rerun(scope="app")
-    st.progress(job.progress, text=f"{job.label}: {job.message or job.status}")
+    if job.status == "queued":
+        place = f"number {job.queue_position} in the queue" if job.queue_position else "queued"
+        st.progress(0.0, text=f"{job.label}: {place}, waiting {job.waited_s:.0f} s for a free worker "
+                              "(timings run one at a time, so they stay honest)")
+    else:
+        where = f" · on {job.machine}" if job.machine else ""
+        st.progress(job.progress, text=f"{job.label}: {job.message or job.status}{where}")
     if st.button("Cancel", key=f"cancel-{job_id}"):
         job_runner().cancel(job_id)
         st.rerun(scope="app")

@@ -19,6 +19,7 @@ from core.errors import SparseLabError
 COMMANDS = {
     "env": "core.commands.env",
     "runs": "core.commands.runs",
+    "jobs": "core.commands.jobs",
     "store": "core.commands.store",
     "load": "core.commands.load",
     "prune": "core.commands.prune",

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from core.artifact_cache import ArtifactSpec, default_cache
-from core.jobs import NO_PROGRESS, Progress
+from core.jobs import NO_PROGRESS, Progress, stage
 from core.model_source import resolve
 from core.run_store import RunRecord, default_store
 from core.settings import Settings
@@ -39,7 +39,7 @@ def store_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
         result_dict.update(bit_exact=verified["bit_exact"], load_s=verified["load_s"],
                            size_bytes=verified["size_bytes"])
     report = storage_report(source, config, threads=request.threads,
-                            progress=lambda f, m: progress(0.3 + 0.7 * f, m))
+                            progress=stage(progress, 0.3, 1.0))
     waterfall = report["waterfalls"][config.embeddings if config.embeddings != "none" else "none"]
     default_store().add(RunRecord(
         kind="store", model=source.name, method=config.method,

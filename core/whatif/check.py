@@ -7,7 +7,7 @@ calibrated by them (``accuracy``).
 
 from __future__ import annotations
 
-from core.jobs import NO_PROGRESS, Progress
+from core.jobs import NO_PROGRESS, Progress, stage
 from core.model_source import resolve
 from core.pruning.block import format_block
 from core.run_store import RunRecord, RunStore, default_store
@@ -34,7 +34,7 @@ def check_point(model: str, sparsity: float, block: tuple[int, int], seq_len: in
     profile, _ = model_profile(source, request.shape, threads, lambda: dense, cache)
     compiled = compile_whatif(dense, profile.linears, sparsity, block, request.shape, threads,
                               f"{source.name} what-if check", cache=cache,
-                              progress=lambda fraction, message: progress(0.15 + 0.75 * fraction, message))
+                              progress=stage(progress, 0.15, 0.9))
     progress(0.9, "timing the compiled model")
     runner = compiled.runner()
     args = runner.to_device(example_inputs(request.shape, dense.config.vocab_size))

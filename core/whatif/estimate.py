@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from core.errors import SparseLabError
-from core.jobs import NO_PROGRESS, Progress
+from core.jobs import NO_PROGRESS, Progress, stage
 from core.model_source import resolve
 from core.pruning.block import divides, format_block
 from core.whatif.accuracy import past_accuracy
@@ -116,7 +116,7 @@ class _Measurements:
         tables += [KernelTable(self.tokens, shape, block, threads) for block in self.request.blocks
                    for shape in pruned if divides(shape, block)]
         measured = measure_tables(tables, self.cache,
-                                  lambda fraction, message: self.progress(0.05 + 0.4 * fraction, message))
+                                  stage(self.progress, 0.05, 0.45))
         self.hits.append(measured == 0)
 
     @functools.cache

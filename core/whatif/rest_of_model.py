@@ -18,6 +18,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from core.jobs import NO_PROGRESS, Progress
 from core.model_source import ModelSource, linear_layers
 from core.timing import measure, quiet_indices
 from core.tvm.compile import BUILD_LIBRARIES, SCHEDULE_VERSION
@@ -112,7 +113,7 @@ def whatif_model(model, linears: tuple[LinearInfo, ...], sparsity: float, block:
 
 
 def compile_whatif(model, linears, sparsity: float, block: tuple[int, int], shape: InputShape, threads: int,
-                   name: str, cache=None, progress=None):
+                   name: str, cache=None, progress: Progress = NO_PROGRESS):
     """The real whole-model TVM build of the what-if model: pruned layers BSR, the rest dense."""
     from core.tvm.bsr_rewrite import RewriteOptions
     from core.tvm.compile import CompileOptions, compile_model
@@ -164,7 +165,7 @@ class Rest:
 
 
 def rest_of_model(source: ModelSource, profile: ModelProfile, shape: InputShape, threads: int, family_name: str,
-                  load, cache=None, progress=None) -> tuple[Rest, bool]:
+                  load, cache=None, progress: Progress = NO_PROGRESS) -> tuple[Rest, bool]:
     """``(rest, cache_hit)`` for the ``family_name`` schedule family."""
 
     def compute() -> dict:
