@@ -272,7 +272,7 @@ class JobRunner:
         resources = {MEASURE: 1.0 if kind.measures else MEASURE_SHARE, "MEMORY": kind.memory_gb}
         client = self.client
         try:
-            future = client.submit(run_task, job_id, name, params, str(self.jobs_dir), kind.measures,
+            future = client.submit(run_task, job_id, kind.target, params, str(self.jobs_dir), kind.measures,
                                    key=f"sparselab-{name}-{job_id}", resources=resources, pure=False)
         except Exception as exc:
             self._update(job_id, status="failed", error=f"The job engine refused the job: {exc}")
@@ -469,7 +469,7 @@ def _measure_lock_path() -> Path:
     return Path(tempfile.gettempdir()) / f"sparselab-measure-{os.getuid()}.lock"
 
 
-def run_task(job_id: str, name: str, params: dict, jobs_dir: str, measures: bool) -> dict:
+def run_task(job_id: str, target: str, params: dict, jobs_dir: str, measures: bool) -> dict:
     """The Dask task: run the job in a child process, relay its progress, end it when cancelled."""
     from distributed import Event, get_worker
 
@@ -487,12 +487,12 @@ def run_task(job_id: str, name: str, params: dict, jobs_dir: str, measures: bool
                 except BlockingIOError:
                     if cancel.wait(0.2):
                         return {"status": "cancelled"}
-        return _run_child(job_id, name, params, Path(jobs_dir), worker, cancel)
+        return _run_child(job_id, target, params, Path(jobs_dir), worker, cancel)
     finally:
         lock.close()
 
 
-def _run_child(job_id: str, name: str, params: dict, jobs_dir: Path, worker, cancel) -> dict:
+def _run_child(job_id: str, target: str, params: dict, jobs_dir: Path, worker, cancel) -> dict:
     jobs_dir.mkdir(parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
     env = dict(os.environ, SPARSELAB_JOB_PIPE=str(write_end), SPARSELAB_WORKER=str(worker.name),
@@ -502,7 +502,7 @@ def _run_child(job_id: str, name: str, params: dict, jobs_dir: Path, worker, can
                                    stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                                    pass_fds=(write_end,), start_new_session=True)
     os.close(write_end)
-    process.stdin.write(json.dumps({"job": job_id, "name": name, "params": params}).encode())
+    process.stdin.write(json.dumps({"job": job_id, "target": target, "params": params}).encode())
     process.stdin.close()
     worker.log_event(EVENT_TOPIC, {"job": job_id, "kind": "started", "time": time.time(), "pid": process.pid,
                                    "worker": str(worker.address), "machine": machine_name()})
@@ -585,7 +585,7 @@ def run_in_this_process() -> None:
     added: list[int] = []
     run_store.ADDED_RUN_IDS = added
     try:
-        result = resolve_function(spec["name"])(spec["params"], _PipeProgress(pipe))
+        result = resolve_function(spec["target"])(spec["params"], _PipeProgress(pipe))
         json.dumps(result, default=str)
         store = run_store.default_store()
         _send(pipe, {"kind": "final", "status": "done", "result": result, "store": str(store.path),
