@@ -1,0 +1,73 @@
+"""Issue 14's queue target: 8 jobs submitted at once from 4 sessions, every timing honest.
+
+    .venv/bin/python benchmarks/job_queue.py [--model bert-base] [--seq-len 128] [--threads 2]
+
+Four sessions (four runners, as four browser sessions are four dashboard sessions on one
+engine) each submit a Compile job (TVM dense vs BSR against PyTorch) and a What-if check
+job at once. Then, with the queue empty, each of the 8 jobs is run again alone, right
+after. Prints whether every job finished, whether any two jobs that time something
+overlapped (from the recorded start and end times), and each latency against the same
+measurement made alone (target: within 15%). The host is shared: only ratios from one run
+mean anything.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.jobs import JobRunner, default_runner  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+LATENCIES = {"tvm": ("torch_dense_ms", "tvm_dense_ms", "tvm_sparse_ms"), "whatif_check": ("measured_ms",)}
+
+
+def jobs_for(session: int, args) -> list[tuple[str, dict]]:
+    sparsity = (0.8, 0.85, 0.9, 0.95)[session]
+    shape = {"model": args.model, "seq_len": args.seq_len, "threads": args.threads}
+    return [("tvm", {**shape, "whatif": sparsity, "block": "16x1", "repeats": args.repeats}),
+            ("whatif_check", {**shape, "sparsity": sparsity, "block": "16x1", "repeats": args.repeats})]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="bert-base")
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+
+    jobs_dir = Settings.from_env().jobs_dir
+    sessions = [JobRunner(jobs_dir) for _ in range(4)]
+    submitted = [(runner, runner.submit(name, params, session=f"session-{i}"), name, params)
+                 for i, runner in enumerate(sessions) for name, params in jobs_for(i, args)]
+    start = time.time()
+    together = [runner.wait(job_id, timeout_s=7200) for runner, job_id, _, _ in submitted]
+    print(f"8 jobs from 4 sessions: {sum(j.status == 'done' for j in together)}/8 done in {time.time() - start:.0f} s")
+    for job in together:
+        if job.status != "done":
+            print(f"  {job.name} {job.id}: {job.status} {job.error}")
+    spans = sorted((j.started, j.finished, j.name, j.id) for j in together if j.started and j.finished)
+    overlaps = [(a[3], b[3]) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
+    print(f"timing jobs overlapping in time: {len(overlaps)} {overlaps if overlaps else ''}")
+
+    alone_runner = default_runner()
+    print("\n| job | latency | in the queue | alone, right after | ratio | within 15% |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    worst = 0.0
+    for job, (_, _, name, params) in zip(together, submitted):
+        if job.status != "done":
+            continue
+        alone = alone_runner.wait(alone_runner.submit(name, params), timeout_s=7200)
+        for key in LATENCIES[name]:
+            ratio = job.result[key] / alone.result[key]
+            worst = max(worst, abs(ratio - 1))
+            print(f"| {name} {params.get('whatif', params.get('sparsity'))} | {key} | {job.result[key]:.1f} ms | "
+                  f"{alone.result[key]:.1f} ms | {ratio:.3f} | {'yes' if abs(ratio - 1) <= 0.15 else 'NO'} |")
+    print(f"\nworst deviation: {worst:.1%}")
+
+
+if __name__ == "__main__":
+    main()
