@@ -136,3 +136,40 @@ def test_a_second_worker_started_with_dask_worker_takes_jobs(tmp_path, monkeypat
         scheduler.terminate()
         worker.wait(timeout=20)
         scheduler.wait(timeout=20)
+
+
+@pytest.mark.slow  # serves the dashboard
+def test_health_answers_within_a_second_while_two_jobs_run(runner, measuring_job):
+    import urllib.request
+
+    from tests.test_app import REPO
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.address", "127.0.0.1", "--server.port", str(port)],
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/_stcore/health"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(url, timeout=5).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        busy = [runner.submit("test-compute", {"seconds": 20}) for _ in range(2)]
+        while any(runner.get(job_id).status != "running" for job_id in busy):
+            time.sleep(0.1)
+        answers = []
+        for _ in range(5):
+            start = time.monotonic()
+            assert urllib.request.urlopen(url, timeout=5).read() == b"ok"
+            answers.append(time.monotonic() - start)
+            time.sleep(0.5)
+        assert all(runner.get(job_id).status == "running" for job_id in busy)  # both CPU-bound jobs ran throughout
+        assert max(answers) < 1.0, answers
+        for job_id in busy:
+            runner.cancel(job_id)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
