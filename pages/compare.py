@@ -10,13 +10,15 @@ from ui.resources import run_store
 
 st.title("Compare")
 store = run_store()
-cols = st.columns(5)
+cols = st.columns(6)
 kinds = cols[0].multiselect("Kind", store.distinct("kind"), key="compare-kinds")
 models = cols[1].multiselect("Model", store.distinct("model"), key="compare-models")
 methods = cols[2].multiselect("Method", store.distinct("method"), key="compare-methods")
 blocks = cols[3].multiselect("Block / pattern", store.distinct("block"), key="compare-blocks")
-sparsity = cols[4].slider("Sparsity", 0.0, 1.0, (0.0, 1.0), 0.01, key="compare-sparsity")
-rows = store.summary_rows(kinds=kinds, models=models, methods=methods, blocks=blocks,
+machines = cols[4].multiselect("Machine", store.distinct("machine"), key="compare-machines",
+                               help="Latencies compare only within one machine")
+sparsity = cols[5].slider("Sparsity", 0.0, 1.0, (0.0, 1.0), 0.01, key="compare-sparsity")
+rows = store.summary_rows(kinds=kinds, models=models, methods=methods, blocks=blocks, machines=machines,
                           sparsity=None if sparsity == (0.0, 1.0) else sparsity)
 st.caption(f"{len(rows)} of {store.count()} runs")
 

@@ -41,3 +41,37 @@ def test_store_shared_between_handles(tmp_path):
     path = tmp_path / "shared.sqlite"
     RunStore(path).add(RunRecord(kind="x", model="m"))
     assert RunStore(path).count() == 1
+
+
+def test_runs_record_their_machine_and_filter_by_it(tmp_path):
+    import socket
+
+    from core.run_store import RunRecord, RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    here = store.add(RunRecord(kind="tvm", model="m", latency_ms=1.0))
+    there = store.add(RunRecord(kind="tvm", model="m", latency_ms=2.0, machine="other-host"))
+    assert [r.id for r in store.query(machine=socket.gethostname())] == [here]
+    assert [r["id"] for r in store.summary_rows(machines=["other-host"])] == [there]
+    assert store.distinct("machine") == sorted([socket.gethostname(), "other-host"])
+    assert store.query(ids=[here])[0].environment["host"] == socket.gethostname()
+
+
+def test_a_store_written_before_machines_were_recorded_gains_the_column(tmp_path):
+    import sqlite3
+
+    from core.run_store import RunRecord, RunStore
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, kind TEXT NOT "
+                   "NULL, model TEXT NOT NULL, method TEXT, sparsity REAL, block TEXT, size_bytes INTEGER, accuracy "
+                   "REAL, latency_ms REAL, latency_std_ms REAL, threads INTEGER, settings TEXT NOT NULL, metrics "
+                   "TEXT NOT NULL, environment TEXT NOT NULL)")
+        db.execute("INSERT INTO runs (created, kind, model, settings, metrics, environment) "
+                   "VALUES (1.0, 'prune', 'old', '{}', '{}', '{}')")
+    store = RunStore(path)
+    [old] = store.query()
+    assert old.model == "old" and old.machine is None
+    store.add(RunRecord(kind="prune", model="new"))
+    assert store.count() == 2
