@@ -1,0 +1,231 @@
+"""The int8 BSR x dense kernel with AVX-512 VNNI, for blocks that span 4 input columns (16x4, 4x4, 1x4).
+
+The oBERT / DeepSparse "4-block" recipe prunes blocks of 4 consecutive input
+features: 4 u8 activations x 4 s8 weights is exactly one 32-bit lane of
+``vpdpbusd`` (16 lanes of int32 += u8[4] . s8[4]). Input is the packed activation
+``XP[K/4, M, 4]`` (``core.tvm.quantize``); a stored block's data is its
+``[rows, 4]`` int8 values, row-major (``data[nnz, rows, 4]``). Two variants, as
+for the fp32 kernel, by which axis fills the 16 lanes:
+
+- ``rows`` (block rows a multiple of 16, e.g. 16x4): one block = 64 bytes = the
+  s8 operand of one vpdpbusd per 16 rows; each token of a ``tile`` broadcasts its
+  u8x4 word (``XP[c, t]``) and issues one vpdpbusd. Writes ``Y[M, N]``.
+- ``tokens`` (1x4, 2x4, 4x4, 8x4): the 16 lanes are 16 consecutive tokens: one
+  64-byte load of ``XP[c, t:t+16, :]`` is the u8 operand, each block row's 4
+  weights are broadcast as the s8 operand. ``tile`` tokens (up to 128) x block
+  rows of accumulators. Writes ``YT[N, M]`` (the rewrite transposes it back, as for
+  the fp32 ``tokens`` kernel; writing ``Y`` directly scatters every result).
+
+Both parallelise over block rows; a block row's stored-block count is data
+dependent (``indptr``), the stored-block total is symbolic, so layers of one shape
+share one kernel. The epilogue dequantises (``core.tvm.quantize``) in float32.
+``vnni=False`` is the plain int32 fallback (bit-identical; see int8_dense_kernel).
+
+Measured: see benchmarks/tvm_int8.py and docs/tvm.md "int8 and VNNI".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.tvm import bsr_format, quantize
+from core.tvm.int8_dense_kernel import LANES, VPDPBUSD, use_vnni
+
+_MAX_ACCUMULATORS = 16  # zmm registers of int32 accumulators per register tile
+
+
+@dataclass(frozen=True)
+class Int8BsrShape:
+    m: int  # tokens, a multiple of 16
+    k: int
+    n: int
+    block: tuple[int, int]
+
+    @property
+    def block_rows_count(self) -> int:
+        return self.n // self.block[0]
+
+
+@dataclass(frozen=True)
+class Int8BsrSchedule:
+    variant: str  # "rows" or "tokens"
+    tile: int  # tokens per register tile
+    vnni: bool
+
+    @property
+    def label(self) -> str:
+        return f"int8-{self.variant}/{self.tile}{'' if self.vnni else '/novnni'}"
+
+
+def supported_block(block: tuple[int, int]) -> bool:
+    rows, cols = block
+    return cols == 4 and (rows % LANES == 0 or rows in (1, 2, 4, 8))
+
+
+def default_schedule(shape: Int8BsrShape, vnni: bool | None = None) -> Int8BsrSchedule:
+    rows = shape.block[0]
+    vnni = use_vnni(vnni)
+    if rows % LANES == 0:
+        vectors = rows // LANES
+        tile = next(t for t in (8, 4, 2, 1) if shape.m % t == 0 and t * vectors <= _MAX_ACCUMULATORS)
+        return Int8BsrSchedule("rows", tile, vnni)
+    tile = next(t for t in (128, 64, 32, 16) if shape.m % t == 0 and rows * t // LANES <= _MAX_ACCUMULATORS)
+    return Int8BsrSchedule("tokens", tile, vnni)
+
+
+def output_shape(shape: Int8BsrShape, schedule: Int8BsrSchedule) -> tuple[int, int]:
+    return (shape.n, shape.m) if schedule.variant == "tokens" else (shape.m, shape.n)
+
+
+@dataclass(frozen=True)
+class Int8Bsr:
+    """A weight quantised per output row and stored as int8 BSR."""
+
+    shape: tuple[int, int]
+    block: tuple[int, int]
+    data: np.ndarray  # int8 [nnz, rows, 4]
+    indices: np.ndarray  # int32 [nnz]
+    indptr: np.ndarray  # int32 [n / rows + 1]
+    scale: np.ndarray  # float32 [n]
+    correction: np.ndarray  # int32 [n]: 128 * row sums
+
+    @property
+    def nnz_blocks(self) -> int:
+        return int(self.indices.shape[0])
+
+    def to_dense(self) -> np.ndarray:
+        """The int8 weight ``[N, K]`` (tests)."""
+        float_form = bsr_format.BsrMatrix(self.shape, self.block, self.data.transpose(0, 2, 1).astype(np.float32),
+                                          self.indices, self.indptr)
+        return float_form.to_dense().astype(np.int8)
+
+
+def to_int8_bsr(weight: np.ndarray, block: tuple[int, int]) -> Int8Bsr:
+    """Quantise ``weight`` per output row (symmetric int8) and store it in BSR with ``block``."""
+    qweight, scale = quantize.quantize_weight(weight)
+    return int8_bsr_of_quantized(qweight, scale, block)
+
+
+def int8_bsr_of_quantized(qweight: np.ndarray, scale: np.ndarray, block: tuple[int, int]) -> Int8Bsr:
+    bsr = bsr_format.to_bsr(qweight.astype(np.float32), block)  # exact: int8 values are floats
+    data = np.ascontiguousarray(bsr.data.transpose(0, 2, 1)).astype(np.int8)
+    return Int8Bsr(tuple(qweight.shape), tuple(block), data, bsr.indices, bsr.indptr, scale.astype(np.float32),
+                   quantize.column_correction(qweight))
+
+
+def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantize: bool = True):
+    """PrimFunc ``(XP, x_scale, data, indices, indptr, w_scale, corr) -> Y`` (rows) / ``YT`` (tokens) float32;
+    with ``dequantize=False``: ``(XP, data, indices, indptr) -> int32`` accumulations (exact tests)."""
+    from tvm.script import tirx as T
+
+    m, k = shape.m, shape.k
+    rows, _ = shape.block
+    groups, block_rows = k // 4, shape.block_rows_count
+    tile, vnni = schedule.tile, schedule.vnni
+    out_shape, out_dtype = output_shape(shape, schedule), ("float32" if dequantize else "int32")
+
+    def word_broadcast(vector_u8x4_or_i8x4):
+        return T.reinterpret("int8x64", T.broadcast(T.reinterpret("int32", vector_u8x4_or_i8x4), LANES))
+
+    if schedule.variant == "rows":
+        vectors = rows // LANES
+
+        @T.macro
+        def body(xp, data, indices, indptr, out, x_scale, w_scale, corr):
+            for i in T.parallel(block_rows):
+                for to in range(m // tile):
+                    acc = T.decl_buffer((tile * vectors * LANES,), "int32", scope="global")
+                    for a in T.unroll(tile * vectors):
+                        for lane in T.vectorized(LANES):
+                            acc[a * LANES + lane] = 0
+                    start: T.int32 = indptr[i]
+                    for j in range(indptr[i + 1] - start):
+                        c: T.int32 = indices[start + j]
+                        for v in T.unroll(vectors):
+                            for t in T.unroll(tile):
+                                slot = T.meta_var((t * vectors + v) * LANES)
+                                if vnni:
+                                    acc[T.ramp(slot, 1, LANES)] = T.call_llvm_pure_intrin(
+                                        "int32x16", VPDPBUSD, acc[T.ramp(slot, 1, LANES)],
+                                        word_broadcast(xp.vload([c, to * tile + t, 0], "uint8x4")),
+                                        data.vload([start + j, v * LANES, 0], "int8x64"))
+                                else:
+                                    for q in T.unroll(4):
+                                        for lane in T.vectorized(LANES):
+                                            acc[slot + lane] = acc[slot + lane] \
+                                                + T.Cast("int32", xp[c, to * tile + t, q]) \
+                                                * T.Cast("int32", data[start + j, v * LANES + lane, q])
+                    for t in T.unroll(tile):
+                        for v in T.unroll(vectors):
+                            for lane in T.vectorized(LANES):
+                                token = T.meta_var(to * tile + t)
+                                feature = T.meta_var(i * rows + v * LANES + lane)
+                                value = T.meta_var(acc[(t * vectors + v) * LANES + lane])
+                                if x_scale is None:
+                                    out[token, feature] = value
+                                else:
+                                    out[token, feature] = T.Cast("float32", value - corr[feature]) \
+                                        * (x_scale[0] * w_scale[feature])
+    else:
+        vectors = tile // LANES
+
+        @T.macro
+        def body(xp, data, indices, indptr, out, x_scale, w_scale, corr):
+            for i in T.parallel(block_rows):
+                for to in range(m // tile):
+                    acc = T.decl_buffer((rows * vectors * LANES,), "int32", scope="global")
+                    for a in T.unroll(rows * vectors):
+                        for lane in T.vectorized(LANES):
+                            acc[a * LANES + lane] = 0
+                    start: T.int32 = indptr[i]
+                    for j in range(indptr[i + 1] - start):
+                        c: T.int32 = indices[start + j]
+                        for r in T.unroll(rows):
+                            for v in T.unroll(vectors):
+                                slot = T.meta_var((r * vectors + v) * LANES)
+                                if vnni:
+                                    acc[T.ramp(slot, 1, LANES)] = T.call_llvm_pure_intrin(
+                                        "int32x16", VPDPBUSD, acc[T.ramp(slot, 1, LANES)],
+                                        T.reinterpret("int8x64", xp.vload([c, to * tile + v * LANES, 0], "uint8x64")),
+                                        word_broadcast(data.vload([start + j, r, 0], "int8x4")))
+                                else:
+                                    for q in T.unroll(4):
+                                        for lane in T.vectorized(LANES):
+                                            acc[slot + lane] = acc[slot + lane] \
+                                                + T.Cast("int32", xp[c, to * tile + v * LANES + lane, q]) \
+                                                * T.Cast("int32", data[start + j, r, q])
+                    for r in T.unroll(rows):
+                        for v in T.unroll(vectors):
+                            for lane in T.vectorized(LANES):
+                                token = T.meta_var(to * tile + v * LANES + lane)
+                                feature = T.meta_var(i * rows + r)
+                                value = T.meta_var(acc[(r * vectors + v) * LANES + lane])
+                                if x_scale is None:
+                                    out[feature, token] = value
+                                else:
+                                    out[feature, token] = T.Cast("float32", value - corr[feature]) \
+                                        * (x_scale[0] * w_scale[feature])
+
+    if dequantize:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+                   data_handle: T.handle, indices_handle: T.handle, indptr: T.Buffer((block_rows + 1,), "int32"),
+                   w_scale: T.Buffer((shape.n,), "float32"), corr: T.Buffer((shape.n,), "int32"),
+                   out: T.Buffer(out_shape, out_dtype)):
+            nnz = T.int32()
+            data = T.match_buffer(data_handle, (nnz, rows, 4), "int8")
+            indices = T.match_buffer(indices_handle, (nnz,), "int32")
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, data, indices, indptr, out, x_scale, w_scale, corr)
+    else:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), data_handle: T.handle, indices_handle: T.handle,
+                   indptr: T.Buffer((block_rows + 1,), "int32"), out: T.Buffer(out_shape, out_dtype)):
+            nnz = T.int32()
+            data = T.match_buffer(data_handle, (nnz, rows, 4), "int8")
+            indices = T.match_buffer(indices_handle, (nnz,), "int32")
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, data, indices, indptr, out, None, None, None)
+    return kernel.with_attr("op_pattern", 8)

@@ -1,0 +1,178 @@
+"""The dense int8 Linear kernel: ``Y[M, N] = dequant(XP(u8) . Wp(s8))`` with AVX-512 VNNI.
+
+Inputs (see ``core.tvm.quantize`` for the quantisation): the activation packed
+``XP[K/4, M, 4]`` u8 (zero point 128) and its scale ``[1]``, the weight packed
+``Wp[N/16, K/4, 16, 4]`` s8 (one 64-byte panel slice = 16 output features x 4
+inputs, exactly the s8 operand of one ``vpdpbusd``), per-row weight scales and
+the zero-point correction ``corr[n] = 128 * sum_k W[n, k]``. Register tile: ``tile``
+tokens x ``panels`` x 16 features of int32 accumulators; per 4-input step the
+kernel broadcasts one u8x4 word per token and issues ``tile * panels`` vpdpbusd.
+The epilogue dequantises in float32 and writes ``Y[M, N]``. Parallel over
+(token tile, panel group).
+
+``vpdpbusd`` is emitted directly with ``T.call_llvm_pure_intrin`` (not tensorize):
+the loop nest is hand-written like the BSR kernel's. TVM 0.27's own
+``dot_16x4_vnni`` intrinsic passes i32x16 operands, which the bundled LLVM's
+``llvm.x86.avx512.vpdpbusd.512`` (now ``<16 x i32>, <64 x i8>, <64 x i8>``) rejects
+("Call parameter type does not match function signature"), so the operands here are
+``int8x64`` vectors.
+
+Fallback (``vnni=False``: CPUs without ``avx512_vnni``, or forced with
+``SPARSELAB_INT8_VNNI=0``): the same loop nest with plain int32 multiply-adds that
+LLVM vectorises; bit-identical results.
+
+Measured (1 thread, single kernel, ``time_evaluator``; fp32 numbers from the
+existing kernels in the same process; see benchmarks/tvm_int8.py and docs/tvm.md
+"int8 and VNNI"): filled in by the benchmark run below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.tvm import quantize
+
+VNNI_ENV = "SPARSELAB_INT8_VNNI"  # "0" forces the fallback kernels (tests, CPUs without VNNI)
+VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
+LANES = 16  # int32 accumulators per zmm = output features per vpdpbusd
+
+
+def use_vnni(vnni: bool | None = None) -> bool:
+    """Whether to emit vpdpbusd: an explicit choice, else ``SPARSELAB_INT8_VNNI``, else the host's CPU flags.
+
+    Only the 512-bit AVX-512 VNNI form is emitted; a CPU with only AVX-VNNI (256-bit) takes the fallback."""
+    if vnni is not None:
+        return vnni
+    forced = os.environ.get(VNNI_ENV)
+    if forced is not None and forced.strip() != "":
+        return forced.strip().lower() not in ("0", "false", "no", "off")
+    return cpu_has_vnni()
+
+
+def cpu_has_vnni() -> bool:
+    """The host CPU reports ``avx512_vnni`` (/proc/cpuinfo flags, ``core.environment``)."""
+    from core.environment import cpu_info
+
+    return cpu_info().has("avx512_vnni")
+
+
+@dataclass(frozen=True)
+class Int8DenseSchedule:
+    tile: int  # tokens per register tile
+    panels: int  # 16-feature panels per register tile
+    vnni: bool
+
+    @property
+    def label(self) -> str:
+        return f"int8-dense/{self.tile}x{self.panels * LANES}{'' if self.vnni else '/novnni'}"
+
+
+def supported(k: int, n: int) -> bool:
+    return k % 4 == 0 and n % LANES == 0
+
+
+def default_schedule(m: int, n: int, vnni: bool | None = None) -> Int8DenseSchedule:
+    """8 tokens x 16 features (8 zmm accumulators) measured fastest on BERT shapes (docs/tvm.md)."""
+    tile = next(t for t in (8, 4, 2, 1) if m % t == 0)
+    return Int8DenseSchedule(tile, 1, use_vnni(vnni))
+
+
+def pack_weight(qweight: np.ndarray) -> np.ndarray:
+    """int8 ``W[N, K]`` -> ``Wp[N/16, K/4, 16, 4]``."""
+    n, k = qweight.shape
+    return np.ascontiguousarray(qweight.reshape(n // LANES, LANES, k // 4, 4).transpose(0, 2, 1, 3), dtype=np.int8)
+
+
+@dataclass(frozen=True)
+class PackedInt8Weight:
+    packed: np.ndarray
+    scale: np.ndarray  # float32 [N]
+    correction: np.ndarray  # int32 [N]
+
+
+def prepare_weight(weight: np.ndarray) -> PackedInt8Weight:
+    qweight, scale = quantize.quantize_weight(weight)
+    return PackedInt8Weight(pack_weight(qweight), scale, quantize.column_correction(qweight))
+
+
+def _store_macro():
+    """``store(y, x_scale, w_scale, corr, token, feature0, acc, slot)``: one accumulator vector of 16 outputs
+    to ``y``, dequantised when ``x_scale`` is given, raw int32 otherwise (shared by the int8 kernels)."""
+    from tvm.script import tirx as T
+
+    @T.macro
+    def store(y, x_scale, w_scale, corr, token, feature, acc, slot):
+        if x_scale is None:
+            for lane in T.vectorized(LANES):
+                y[token, feature + lane] = acc[slot + lane]
+        else:
+            for lane in T.vectorized(LANES):
+                y[token, feature + lane] = T.Cast("float32", acc[slot + lane] - corr[feature + lane]) \
+                    * (x_scale[0] * w_scale[feature + lane])
+
+    return store
+
+
+def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, dequantize: bool = True):
+    """PrimFunc ``(XP, x_scale, Wp, w_scale, corr) -> Y[m, n]`` float32, or with ``dequantize=False``
+    ``(XP, Wp) -> ACC[m, n]`` int32 (the raw accumulation, for exact tests)."""
+    from tvm.script import tirx as T
+
+    store = _store_macro()
+    tile, panels, vnni = schedule.tile, schedule.panels, schedule.vnni
+    groups, panel_groups = k // 4, n // (LANES * panels)
+    tiles = m // tile
+    width = panels * LANES
+
+    @T.macro
+    def body(xp, wp, y, x_scale, w_scale, corr):
+        for task in T.parallel(tiles * panel_groups):
+            acc = T.decl_buffer((tile * width,), "int32", scope="global")
+            for a in T.unroll(tile * panels):
+                for lane in T.vectorized(LANES):
+                    acc[a * LANES + lane] = 0
+            token0 = T.meta_var(task // panel_groups * tile)
+            panel0 = T.meta_var(task % panel_groups * panels)
+            for c in range(groups):
+                for p in T.unroll(panels):
+                    for t in T.unroll(tile):
+                        slot = T.meta_var((t * panels + p) * LANES)
+                        if vnni:
+                            acc[T.ramp(slot, 1, LANES)] = T.call_llvm_pure_intrin(
+                                "int32x16", VPDPBUSD, acc[T.ramp(slot, 1, LANES)],
+                                T.reinterpret("int8x64", T.broadcast(
+                                    T.reinterpret("int32", xp.vload([c, token0 + t, 0], "uint8x4")), LANES)),
+                                wp.vload([panel0 + p, c, 0, 0], "int8x64"))
+                        else:
+                            for q in T.unroll(4):
+                                for lane in T.vectorized(LANES):
+                                    acc[slot + lane] = acc[slot + lane] + T.Cast("int32", xp[c, token0 + t, q]) \
+                                        * T.Cast("int32", wp[panel0 + p, c, lane, q])
+            for t in T.unroll(tile):
+                for p in T.unroll(panels):
+                    store(y, x_scale, w_scale, corr, token0 + t, (panel0 + p) * LANES, acc, (t * panels + p) * LANES)
+
+    if dequantize:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+                   wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
+                   corr: T.Buffer((n,), "int32"), y: T.Buffer((m, n), "float32")):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, wp, y, x_scale, w_scale, corr)
+    else:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"),
+                   y: T.Buffer((m, n), "int32")):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, wp, y, None, None, None)
+    return kernel.with_attr("op_pattern", 8)
+
+
+def build(func, target):
+    """A PrimFunc compiled alone, callable with TVM tensors (tests, benchmarks)."""
+    import tvm
+
+    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)["main"]

@@ -1,0 +1,139 @@
+"""int8 quantisation for the TVM int8 kernels: the math in numpy, and the activation kernel in TIR.
+
+Weights: int8, **symmetric per output channel** (one scale per output row,
+``sw[n] = max|W[n, :]| / 127``, values in [-127, 127]). Per-row scales cost nothing
+at run time (they fold into the output's dequantisation) and keep rows with small
+weights from being flushed to a few levels by one large row.
+
+Activations: quantised **dynamically per tensor** at run time, inside the compiled
+graph, like ONNX Runtime's dynamic quantisation: ``sx = max|x| / 127`` over the
+current input, ``q = rint(x / sx)`` in [-127, 127] stored as **u8 with zero point
+128** (``u = q + 128``). VNNI's ``vpdpbusd`` multiplies u8 by s8, so the signed
+activation is shifted by 128 and the shift is taken back with a per-output-column
+precomputed sum of weights::
+
+    y[m, n] = sx * sw[n] * (sum_k u[m, k] * W[n, k] - 128 * sum_k W[n, k])
+
+(``corr[n] = 128 * sum_k W[n, k]``, int32). No calibration data is needed and the
+scale follows each input; the price is one absmax pass over every distinct Linear
+input (~4 per BERT layer: Q/K/V share theirs). The alternative, **static**
+per-tensor scales from a calibration set (OpenVINO/NNCF's default), saves that pass
+and lets the quantisation fuse into the previous op, but needs representative data
+and clips outliers that calibration did not see; it would drop in by passing a
+constant ``sx`` instead of the kernel's second output.
+
+The activation kernel also lays the quantised input out for the int8 GEMMs:
+``XP[K / 4, M_pad, 4]`` (4 consecutive input features of one token are one 32-bit
+word, tokens consecutive), so a token tile of a 4-column block group is one
+contiguous run; tokens are padded to a multiple of 16 with u = 128 (x = 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ZERO_POINT = 128
+QMAX = 127
+TOKEN_MULTIPLE = 16
+
+
+def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``W[N, K]`` float -> (int8 ``[N, K]``, float32 scale ``[N]``); an all-zero row gets scale 1."""
+    weight = np.asarray(weight, dtype=np.float32)
+    amax = np.abs(weight).max(axis=1)
+    scale = np.where(amax > 0, amax / np.float32(QMAX), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(weight / scale[:, None]), -QMAX, QMAX).astype(np.int8)
+    return q, scale
+
+
+def column_correction(qweight: np.ndarray) -> np.ndarray:
+    """``128 * sum_k W[n, k]`` (int32 ``[N]``): what the zero point adds to every output."""
+    return (ZERO_POINT * qweight.astype(np.int32).sum(axis=1)).astype(np.int32)
+
+
+def activation_scale(x: np.ndarray) -> np.float32:
+    """``max|x| / 127`` in float32 (1 for an all-zero input), exactly as the kernel computes it."""
+    amax = np.float32(np.abs(np.asarray(x, dtype=np.float32)).max())
+    return np.float32(amax / np.float32(QMAX)) if amax > 0 else np.float32(1)
+
+
+def quantize_activation(x: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """``x[M, K]`` float -> (u8 ``[M, K]`` with zero point 128, scale): the kernel's math, bit for bit."""
+    x = np.asarray(x, dtype=np.float32)
+    scale = activation_scale(x)
+    inverse = np.float32(1) / scale
+    q = np.clip(np.rint(x * inverse), -QMAX, QMAX).astype(np.int32) + ZERO_POINT
+    return q.astype(np.uint8), scale
+
+
+def padded_tokens(m: int) -> int:
+    return -(-m // TOKEN_MULTIPLE) * TOKEN_MULTIPLE
+
+
+def pack_activation(u8: np.ndarray, tokens: int | None = None) -> np.ndarray:
+    """u8 ``[M, K]`` -> ``XP[K / 4, tokens, 4]`` (padding tokens are the zero point): the kernels' input."""
+    m, k = u8.shape
+    tokens = tokens or padded_tokens(m)
+    padded = np.full((tokens, k), ZERO_POINT, dtype=np.uint8)
+    padded[:m] = u8
+    return np.ascontiguousarray(padded.reshape(tokens, k // 4, 4).transpose(1, 0, 2))
+
+
+def integer_matmul(u8: np.ndarray, qweight: np.ndarray) -> np.ndarray:
+    """The exact int32 accumulation ``sum_k u[m, k] * W[n, k]`` (``[M, N]``)."""
+    return u8.astype(np.int32) @ qweight.astype(np.int32).T
+
+
+def dequantize(acc: np.ndarray, x_scale, w_scale: np.ndarray, correction: np.ndarray) -> np.ndarray:
+    """float32 ``(acc - corr[n]) * (sx * sw[n])``, the kernels' epilogue."""
+    factor = (np.float32(x_scale) * np.asarray(w_scale, np.float32)).astype(np.float32)
+    return (acc - correction[None, :]).astype(np.float32) * factor[None, :]
+
+
+def int8_linear(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``x @ W^T`` through the whole int8 path in numpy (the reference the compiled model follows)."""
+    qweight, w_scale = quantize_weight(weight)
+    u8, x_scale = quantize_activation(x)
+    return dequantize(integer_matmul(u8, qweight), x_scale, w_scale, column_correction(qweight))
+
+
+def quantize_activation_kernel(m: int, k: int, tokens: int):
+    """PrimFunc ``(X[m, k] f32) -> (XP[k/4, tokens, 4] u8, scale[1] f32)`` (tokens >= m, padded with 128).
+
+    One vectorised absmax pass (single thread: ~10 us for 128x768), then a parallel pass
+    over 16-token groups that quantises and writes the packed layout."""
+    from tvm.script import tirx as T
+
+    lanes = next(v for v in (16, 8, 4, 2, 1) if k % v == 0)
+    groups = tokens // TOKEN_MULTIPLE
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(x: T.Buffer((m, k), "float32"), xp: T.Buffer((k // 4, tokens, 4), "uint8"),
+               scale: T.Buffer((1,), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        amax = T.decl_buffer((lanes,), "float32", scope="global")
+        for v in T.vectorized(lanes):
+            amax[v] = T.float32(0)
+        for i in range(m):
+            for jo in range(k // lanes):
+                for v in T.vectorized(lanes):
+                    amax[v] = T.max(amax[v], T.fabs(x[i, jo * lanes + v]))
+        total = T.decl_buffer((1,), "float32", scope="global")
+        total[0] = T.float32(0)
+        for v in range(lanes):
+            total[0] = T.max(total[0], amax[v])
+        scale[0] = T.if_then_else(total[0] > T.float32(0), total[0] / T.float32(QMAX), T.float32(1))
+        inverse: T.float32 = T.float32(1) / scale[0]
+        for g in T.parallel(groups):
+            for c in range(k // 4):
+                for t in T.unroll(TOKEN_MULTIPLE):
+                    for q in T.vectorized(4):
+                        token = T.meta_var(g * TOKEN_MULTIPLE + t)
+                        xp[c, token, q] = T.if_then_else(
+                            token < m,
+                            T.Cast("uint8", T.Cast("int32", T.max(T.min(T.nearbyint(
+                                x[T.min(token, m - 1), c * 4 + q] * inverse), T.float32(QMAX)), T.float32(-QMAX)))
+                                + ZERO_POINT),
+                            T.uint8(ZERO_POINT))
+
+    return kernel.with_attr("op_pattern", 8)

@@ -1,0 +1,125 @@
+"""The int8 kernels (VNNI and the forced int32 fallback) against an exact integer numpy reference."""
+
+import numpy as np
+import pytest
+
+from core.tvm import int8_bsr_kernel, int8_dense_kernel, quantize
+from core.tvm.target import host_target
+from tests.fixtures_tvm import random_block_sparse
+
+M, K, N = 32, 64, 96
+BLOCKS = [(16, 4), (4, 4), (1, 4), (32, 4), (2, 4), (8, 4)]
+VNNI = [pytest.param(True, id="vnni", marks=pytest.mark.skipif(not int8_dense_kernel.cpu_has_vnni(),
+                                                              reason="this CPU has no AVX-512 VNNI")),
+        pytest.param(False, id="fallback")]
+
+
+def _tensors(*arrays):
+    import tvm
+
+    return [tvm.runtime.tensor(np.ascontiguousarray(a), tvm.cpu()) for a in arrays]
+
+
+def _activation(m=M, k=K, seed=0):
+    x = (np.random.default_rng(seed).standard_normal((m, k)) * 2).astype(np.float32)
+    u8, scale = quantize.quantize_activation(x)
+    return x, u8, scale
+
+
+def test_quantisation_math():
+    weight = np.array([[0.5, -1.0, 0.25, 0.0], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    q, scale = quantize.quantize_weight(weight)
+    assert q.tolist() == [[64, -127, 32, 0], [0, 0, 0, 0]]
+    assert scale.tolist() == [np.float32(1) / np.float32(127), 1]
+    assert quantize.column_correction(q).tolist() == [128 * (64 - 127 + 32), 0]
+    u8, sx = quantize.quantize_activation(np.array([[-2.0, 1.0, 0.0, 2.0]], np.float32))
+    assert u8.tolist() == [[1, 192, 128, 255]] and sx == np.float32(2.0 / 127)
+    x = np.random.default_rng(1).standard_normal((8, 16)).astype(np.float32)
+    w = np.random.default_rng(2).standard_normal((12, 16)).astype(np.float32)
+    y = quantize.int8_linear(x, w)
+    cosine = (y * (x @ w.T)).sum() / np.linalg.norm(y) / np.linalg.norm(x @ w.T)
+    assert cosine > 0.999
+
+
+@pytest.mark.slow  # every kernel test builds with LLVM: ~30 s in all
+@pytest.mark.parametrize("m, k", [(12, 64), (32, 96)])
+def test_activation_kernel_is_bit_exact(m, k):
+    x, u8, scale = _activation(m, k)
+    tokens = quantize.padded_tokens(m)
+    xp, out_scale = _tensors(np.zeros((k // 4, tokens, 4), np.uint8), np.zeros(1, np.float32))
+    int8_dense_kernel.build(quantize.quantize_activation_kernel(m, k, tokens), host_target(2))(*_tensors(x), xp,
+                                                                                                 out_scale)
+    assert out_scale.numpy()[0] == scale
+    np.testing.assert_array_equal(xp.numpy(), quantize.pack_activation(u8, tokens))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vnni", VNNI)
+@pytest.mark.parametrize("tile, panels", [(8, 1), (4, 2)])
+def test_dense_int8_kernel(vnni, tile, panels):
+    x, u8, x_scale = _activation()
+    weight = np.random.default_rng(3).standard_normal((N, K)).astype(np.float32)
+    qweight, w_scale = quantize.quantize_weight(weight)
+    packed = int8_dense_kernel.prepare_weight(weight)
+    xp = quantize.pack_activation(u8, M)
+    schedule = int8_dense_kernel.Int8DenseSchedule(tile, panels, vnni)
+    target = host_target(2)
+    exact = int8_dense_kernel.build(int8_dense_kernel.dense_int8_matmul(M, K, N, schedule, dequantize=False), target)
+    acc, = _tensors(np.zeros((M, N), np.int32))
+    exact(*_tensors(xp, packed.packed), acc)
+    reference = quantize.integer_matmul(u8, qweight)
+    np.testing.assert_array_equal(acc.numpy(), reference)
+    kernel = int8_dense_kernel.build(int8_dense_kernel.dense_int8_matmul(M, K, N, schedule), target)
+    y, = _tensors(np.zeros((M, N), np.float32))
+    kernel(*_tensors(xp, np.array([x_scale], np.float32), packed.packed, packed.scale, packed.correction), y)
+    expected = quantize.dequantize(reference, x_scale, w_scale, packed.correction)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-6)
+    exact_float = x @ weight.T  # quantisation error only
+    assert (y.numpy() * exact_float).sum() / np.linalg.norm(y.numpy()) / np.linalg.norm(exact_float) > 0.999
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vnni", VNNI)
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b[0]}x{b[1]}")
+def test_bsr_int8_kernel(vnni, block):
+    x, u8, x_scale = _activation()
+    weight = random_block_sparse((N, K), 0.8, block, seed=4)
+    weight[: block[0]] = 0.0  # an empty block row
+    sparse = int8_bsr_kernel.to_int8_bsr(weight, block)
+    qweight, w_scale = quantize.quantize_weight(weight)
+    np.testing.assert_array_equal(sparse.to_dense(), qweight)
+    xp = quantize.pack_activation(u8, M)
+    shape = int8_bsr_kernel.Int8BsrShape(M, K, N, block)
+    schedule = int8_bsr_kernel.default_schedule(shape, vnni)
+    assert schedule.variant == ("rows" if block[0] % 16 == 0 else "tokens")
+    target = host_target(2)
+    out_shape = int8_bsr_kernel.output_shape(shape, schedule)
+
+    def untransposed(array):
+        return array.T if schedule.variant == "tokens" else array
+
+    exact = int8_dense_kernel.build(int8_bsr_kernel.bsr_int8_matmul(shape, schedule, dequantize=False), target)
+    acc, = _tensors(np.zeros(out_shape, np.int32))
+    exact(*_tensors(xp, sparse.data, sparse.indices, sparse.indptr), acc)
+    reference = quantize.integer_matmul(u8, qweight)
+    np.testing.assert_array_equal(untransposed(acc.numpy()), reference)
+    kernel = int8_dense_kernel.build(int8_bsr_kernel.bsr_int8_matmul(shape, schedule), target)
+    y, = _tensors(np.zeros(out_shape, np.float32))
+    kernel(*_tensors(xp, np.array([x_scale], np.float32), sparse.data, sparse.indices, sparse.indptr, sparse.scale,
+                     sparse.correction), y)
+    expected = quantize.dequantize(reference, x_scale, w_scale, sparse.correction)
+    np.testing.assert_allclose(untransposed(y.numpy()), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_vnni_choice_follows_the_environment(monkeypatch):
+    monkeypatch.setenv(int8_dense_kernel.VNNI_ENV, "0")
+    assert not int8_dense_kernel.use_vnni()
+    assert int8_dense_kernel.default_schedule(M, N).label.endswith("/novnni")
+    assert int8_dense_kernel.use_vnni(True)
+    monkeypatch.delenv(int8_dense_kernel.VNNI_ENV)
+    assert int8_dense_kernel.use_vnni() == int8_dense_kernel.cpu_has_vnni()
+
+
+def test_supported_blocks():
+    assert all(int8_bsr_kernel.supported_block(b) for b in BLOCKS)
+    assert not any(int8_bsr_kernel.supported_block(b) for b in [(16, 1), (1, 1), (4, 2), (3, 4)])
