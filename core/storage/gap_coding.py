@@ -33,3 +33,29 @@ def decode_positions(stream: np.ndarray) -> np.ndarray:
     escapes = np.diff(ends, prepend=-1) - 1
     gaps = escapes * ESCAPE + stream[ends].astype(np.int64)
     return np.cumsum(gaps + 1) - 1
+
+
+def decode_checked(stream: np.ndarray, count: int, shape: tuple[int, int], what: str) -> np.ndarray:
+    """``decode_positions`` for an untrusted stream: exactly ``count`` positions, all inside a ``shape`` matrix.
+
+    Raises SparseLabError naming ``what`` (the layer) when the stream ends mid-gap, holds a different
+    number of positions than declared, or runs past the matrix's last row.
+    """
+    from core.errors import SparseLabError
+
+    stream = np.asarray(stream, dtype=np.uint8)
+    ends = np.flatnonzero(stream != ESCAPE)
+    if ends.size != count:
+        raise SparseLabError(f"Layer '{what}': its position stream encodes {ends.size} positions but the file "
+                             f"declares {count} values. The file is damaged.")
+    if stream.size and (not ends.size or ends[-1] != stream.size - 1):
+        raise SparseLabError(f"Layer '{what}': its position stream ends in the middle of a gap (trailing escape "
+                             f"bytes). The file is damaged.")
+    positions = decode_positions(stream)
+    rows, cols = shape
+    if positions.size and positions[-1] >= rows * cols:
+        last = int(positions[-1])
+        raise SparseLabError(f"Layer '{what}': its position stream runs past the end of its rows: position {last} "
+                             f"is row {last // max(cols, 1)}, but the {rows}x{cols} weight has rows 0..{rows - 1}. "
+                             f"The file is damaged.")
+    return positions

@@ -51,12 +51,18 @@ def open_h5(path: Path) -> Iterator[h5py.File]:
         raise SparseLabError(f"'{path.name}' is not an HDF5 file (wrong file, or its header is damaged).")
     try:
         h5 = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise SparseLabError(f"'{path.name}' cannot be opened as HDF5: it is truncated or corrupt ({exc}).") from exc
     try:
         yield h5
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise SparseLabError(f"'{path.name}' is damaged or not laid out as a SparseLab/PruneBERT model file: "
-                             f"{type(exc).__name__}: {exc}") from exc
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError,
+            OverflowError) as exc:
+        # The readers check each dataset and attribute with a specific message; this is the net under them
+        # (HDF5 itself failing on damaged metadata), worded for the user rather than as a Python exception.
+        raise SparseLabError(f"'{path.name}' is damaged or not laid out as a SparseLab/PruneBERT model file "
+                             f"({exc or 'unreadable structure'}).") from exc
     finally:
-        h5.close()
+        try:
+            h5.close()
+        except (OSError, RuntimeError):
+            pass

@@ -114,7 +114,7 @@ def reassemble(state: QuantizedState, template: dict) -> OrderedDict:
         if tuple(array.shape) != tuple(expected.shape):
             raise SparseLabError(f"Tensor '{name}' is {tuple(array.shape)} in the file but "
                                  f"{tuple(expected.shape)} in the model.")
-        result[name] = torch.from_numpy(np.array(array)).to(expected.dtype)
+        result[name] = torch.from_numpy(np.require(array, requirements="W")).to(expected.dtype)  # no extra copy
     result._metadata = state.metadata or getattr(template, "_metadata", {})
     return result
 

@@ -6,17 +6,19 @@ import io
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import h5py
 import torch
 
 from core.errors import SparseLabError
-from core.model_source import ModelSource
+from core.model_source import TASKS, ModelSource
 from core.storage.quantization import EMBEDDING_CHOICES, is_embedding_key, prepare_for_storage
 from core.storage import prunebert_format, sparselab_format
 from core.storage.h5_files import SETTINGS_ATTR, open_h5
 from core.storage.quantized_state import QuantizedState, decompose, load_into
+from core.storage.validation import ExpectedLayout, json_attr
 from core.storage.verify import outputs_equal, random_inputs
 
 FORMATS = {prunebert_format.NAME: prunebert_format, sparselab_format.NAME: sparselab_format}
@@ -90,12 +92,48 @@ def file_settings(path: Path) -> tuple[str, StoreConfig]:
             fmt = prunebert_format.NAME
         else:
             raise SparseLabError(f"'{Path(path).name}' is an HDF5 file but not a SparseLab or PruneBERT model file.")
-        saved = json.loads(h5.attrs.get(SETTINGS_ATTR, "{}"))
-        has_embeddings = any(is_embedding_key(k) for k in h5.keys()) or "tensors" in h5 and any(
-            is_embedding_key(k) for k in h5["tensors"].keys())
+        saved = json_attr(h5, SETTINGS_ATTR)
+        tensors = h5.get("tensors") if fmt == sparselab_format.NAME else h5
+        has_embeddings = isinstance(tensors, h5py.Group) and any(is_embedding_key(k) for k in tensors.keys())
     saved.pop("source", None)
     defaults = {"format": fmt, "embeddings": "fp32" if has_embeddings else "none"}
-    return fmt, StoreConfig(**{**defaults, **saved, "format": fmt})
+    return fmt, _checked_settings(Path(path).name, {**defaults, **saved, "format": fmt})
+
+
+def _checked_settings(filename: str, settings: dict) -> StoreConfig:
+    """The file's saved settings as a StoreConfig, refusing unknown keys and values of the wrong type."""
+    types = {f.name: f.type for f in fields(StoreConfig)}
+    unknown = sorted(set(settings) - set(types))
+    if unknown:
+        raise SparseLabError(f"'{filename}' has settings this SparseLab does not know ({', '.join(unknown)}): "
+                             f"it is damaged or written by a newer SparseLab.")
+    for key, value in settings.items():
+        wanted = bool if key == "per_channel" else str
+        if type(value) is not wanted:
+            raise SparseLabError(f"'{filename}' has setting {key}={value!r}; a {wanted.__name__} is expected: "
+                                 f"the file is damaged.")
+    config = StoreConfig(**settings)
+    config.validate()
+    if config.task not in TASKS:
+        raise SparseLabError(f"'{filename}' was saved for task '{config.task}', which is not one of "
+                             f"{', '.join(TASKS)}: the file is damaged.")
+    return config
+
+
+def expected_layout(quantized: torch.nn.Module, config: StoreConfig) -> ExpectedLayout:
+    """What a file saved with ``config`` may and must hold for ``quantized`` (embeddings only when stored)."""
+    return ExpectedLayout.of(quantized.state_dict(), required=lambda name: is_stored(name, config))
+
+
+def read_into(path: Path, fmt: str, config: StoreConfig, fresh: torch.nn.Module) -> torch.nn.Module:
+    """``fresh`` (the source quantized as ``config`` says) with the weights in ``path``, every part of the
+    file checked against ``fresh`` before it is read."""
+    state = FORMATS[fmt].load(path, expected_layout(fresh, config))
+    try:
+        return load_into(fresh, state)
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:  # the checks above should leave none
+        raise SparseLabError(f"'{Path(path).name}' passed the file checks, but the model refuses its weights "
+                             f"({exc}); the file is damaged or from an incompatible SparseLab.") from exc
 
 
 def load_file(path: Path, source: ModelSource) -> tuple[torch.nn.Module, StoreConfig, float]:
@@ -103,8 +141,7 @@ def load_file(path: Path, source: ModelSource) -> tuple[torch.nn.Module, StoreCo
     fmt, config = file_settings(path)
     fresh = prepare_for_storage(source.load_model(config.task), config.per_channel, "fp32")
     start = time.perf_counter()
-    state = FORMATS[fmt].load(path)
-    model = load_into(fresh, state)
+    model = read_into(path, fmt, config, fresh)
     return model, config, time.perf_counter() - start
 
 
