@@ -26,6 +26,7 @@ class Settings:
     store_path: Path
     jobs_dir: Path
     cache_cap_bytes: int
+    library_dir: Path | None = None  # the model library (uploaded, pruned, recovered, quantized models)
     read_only: bool = False  # SPARSELAB_READ_ONLY=1: browse, compare and download; start no jobs
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_queued_per_session: int = DEFAULT_MAX_QUEUED_PER_SESSION
@@ -37,6 +38,7 @@ class Settings:
             cache_dir=Path(os.environ.get("SPARSELAB_CACHE_DIR") or home / "artifacts"),
             store_path=Path(os.environ.get("SPARSELAB_STORE") or home / "runs.sqlite"),
             jobs_dir=Path(os.environ.get("SPARSELAB_JOBS_DIR") or home / "jobs"),
+            library_dir=Path(os.environ.get("SPARSELAB_LIBRARY") or home / "library"),
             cache_cap_bytes=int(os.environ.get("SPARSELAB_CACHE_CAP_BYTES") or DEFAULT_CACHE_CAP_BYTES),
             read_only=os.environ.get("SPARSELAB_READ_ONLY", "").strip().lower() in ("1", "true", "yes"),
             max_upload_bytes=int(os.environ.get("SPARSELAB_MAX_UPLOAD_BYTES") or DEFAULT_MAX_UPLOAD_BYTES),

@@ -18,7 +18,8 @@ pytest_plugins = ["tests.fixtures_keras", "tests.fixtures_tvm", "tests.fixtures_
 def sparselab_home(tmp_path, monkeypatch):
     home = tmp_path / "sparselab-home"
     monkeypatch.setenv("SPARSELAB_HOME", str(home))
-    for name in ("SPARSELAB_CACHE_DIR", "SPARSELAB_STORE", "SPARSELAB_JOBS_DIR", "SPARSELAB_CACHE_CAP_BYTES"):
+    for name in ("SPARSELAB_CACHE_DIR", "SPARSELAB_STORE", "SPARSELAB_JOBS_DIR", "SPARSELAB_CACHE_CAP_BYTES",
+                 "SPARSELAB_LIBRARY", "SPARSELAB_SCHEDULER", "SPARSELAB_READ_ONLY"):
         monkeypatch.delenv(name, raising=False)
     return home
 

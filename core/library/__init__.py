@@ -1,0 +1,1 @@
+"""The model library: bundled, config-built, uploaded, pruned, recovered and quantized models by name."""
