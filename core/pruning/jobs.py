@@ -6,6 +6,7 @@ import json
 
 from core.artifact_cache import ArtifactSpec, default_cache
 from core.jobs import NO_PROGRESS, Progress
+from core.library.store import default_library
 from core.model_source import resolve
 from core.pruning.block import format_block
 from core.pruning.request import PruneRequest, SweepRequest
@@ -37,7 +38,14 @@ def prune_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
                                                                            f"{config.target_sparsity:g}")
     if hit:  # the model is cached; its pruning summary says what it measured
         summary = json.loads((folder / "model" / SUMMARY_FILE).read_text())
-    return {**summary, "folder": str(folder / "model"), "cache_hit": hit, "block": format_block(config.block)}
+    fidelity = summary.get("fidelity") or {}
+    entry = default_library().add(  # once per pruned artifact: the library keeps its own copy under a name
+        folder / "model", kind="pruned", base_name=f"{source.name} {config.label} {config.target_sparsity:g}",
+        parent=source.name, origin=f"artifact:{spec.key}",
+        details={"method": config.method, "label": config.label, "sparsity": summary.get("sparsity"),
+                 "mean_cosine": fidelity.get("mean_cosine")})
+    return {**summary, "folder": str(folder / "model"), "cache_hit": hit, "block": format_block(config.block),
+            "library_name": entry.name}
 
 
 def prune_sweep_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
