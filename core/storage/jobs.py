@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.artifact_cache import ArtifactSpec, default_cache
 from core.jobs import NO_PROGRESS, Progress, stage
+from core.library.store import default_library
 from core.model_source import resolve
 from core.run_store import RunRecord, default_store
 from core.settings import Settings
@@ -38,6 +39,11 @@ def store_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
         verified = verify_file(folder / FILE_NAME, source)
         result_dict.update(bit_exact=verified["bit_exact"], load_s=verified["load_s"],
                            size_bytes=verified["size_bytes"])
+    entry = default_library().add(folder / FILE_NAME, kind="quantized", parent=source.name,
+                                  base_name=f"{source.name} int8 {config.format}", origin=f"artifact:{spec.key}",
+                                  details={"format": config.format, "method": config.method,
+                                           "embeddings": config.embeddings, "size_bytes": result_dict["size_bytes"]})
+    result_dict["library_name"] = entry.name
     report = storage_report(source, config, threads=request.threads,
                             progress=stage(progress, 0.3, 1.0))
     waterfall = report["waterfalls"][config.embeddings if config.embeddings != "none" else "none"]
