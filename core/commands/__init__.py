@@ -27,6 +27,8 @@ COMMANDS = {
     "tflite-inspect": "core.commands.tflite_inspect",
     "tvm": "core.commands.tvm",
     "whatif": "core.commands.whatif",
+    "peers": "core.commands.peers",
+    "demo": "core.commands.demo",
 }
 
 
