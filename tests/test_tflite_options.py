@@ -50,3 +50,14 @@ def test_settings_reject_bad_params(params, words):
 def test_model_choices_feed_their_input_shapes():
     assert MODELS["digits-cnn"].input_shape == (8, 8, 1)
     assert MODELS["digits-mobilenet"].input_shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    {"model": "digits-cnn", "prune": ["constant:0.5", "mn:1:4"], "export": ["int8"], "epochs": 2, "seed": 7,
+     "threads": [4], "repeats": 10, "warmup": 0, "batch_size": 16, "fine_tune_epochs": 5},
+    {"model": "digits-mobilenet", "prune": "poly:0.75", "export": "float,sparse", "threads": "1,2,4"},
+])
+def test_settings_round_trip(params):
+    settings = TfliteSettings.from_params(params)
+    assert TfliteSettings.from_params(settings.as_params()) == settings
