@@ -1,5 +1,7 @@
 """End to end on bert-tiny: import, rewrite, schedule, build, allclose to PyTorch, cache round trip."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -96,3 +98,76 @@ def test_token_counts_that_are_not_a_vector_multiple_are_padded(tiny_model, modu
     assert {layer.schedule for layer in compiled.layers} == {"tokens/16"}
     inputs = example_inputs(shape, tiny_model.config.vocab_size)
     np.testing.assert_allclose(compiled.runner().run(inputs), _torch_output(tiny_model, inputs), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block, vnni", [((16, 4), None), ((1, 4), None), ((4, 4), False), (None, None),
+                                         (None, False)],
+                         ids=["bsr-16x4", "bsr-1x4", "bsr-4x4-fallback", "dense", "dense-fallback"])
+def test_int8_build_follows_the_fp32_model(tiny_model, module_cache, block, vnni):
+    from core.tvm.benchmark import cosine_rows
+    from tests.fixtures_tvm import random_block_sparse
+
+    if block:
+        with torch.no_grad():
+            for module in tiny_model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    mask = random_block_sparse(tuple(module.weight.shape), 0.8, block, seed=5) != 0
+                    module.weight.mul_(torch.from_numpy(mask))
+    shape = InputShape(batch=1, seq_len=SEQ_LEN)
+    options = CompileOptions(shape, threads=2, rewrite=RewriteOptions(block=block, threshold=0.5, precision="int8",
+                                                                      vnni=vnni))
+    compiled = compile_model(tiny_model, options, name="bert-tiny", cache=module_cache)
+    assert compiled.unscheduled == ()
+    assert compiled.converted_layers == (12 if block else 0)
+    assert {layer.precision for layer in compiled.layers} == {"int8"}
+    assert all(("novnni" in layer.schedule) == (vnni is False) for layer in compiled.layers)
+    inputs = example_inputs(shape, tiny_model.config.vocab_size)
+    assert cosine_rows(compiled.runner().run(inputs), _torch_output(tiny_model, inputs)) >= 0.99
+
+
+def test_precision_is_in_the_cache_key_and_fp32_keys_are_unchanged():
+    fp32 = CompileOptions(SHAPE, rewrite=RewriteOptions(block=(16, 4)))
+    int8 = CompileOptions(SHAPE, rewrite=RewriteOptions(block=(16, 4), precision="int8"))
+    assert "precision" not in fp32.key_parts() and int8.key_parts()["precision"] == "int8"
+    with pytest.raises(ValueError, match="precision"):
+        RewriteOptions(precision="int4")
+
+
+class _KeyOnly:
+    """A cache that notes the artifact compile_model asks for and builds nothing."""
+
+    class AskedError(Exception):
+        pass
+
+    def get_or_build(self, spec, build, description=""):
+        self.spec = spec
+        raise self.AskedError
+
+
+def _library_key(model, options: CompileOptions) -> str:
+    cache = _KeyOnly()
+    with pytest.raises(_KeyOnly.AskedError):
+        compile_model(model, options, cache=cache)
+    assert cache.spec.cpu_specific and "apache-tvm" in cache.spec.libraries
+    return cache.spec.key
+
+
+def test_the_library_key_changes_with_threads_sequence_length_block_threshold_and_weights(tiny_model):
+    magnitude_prune_(tiny_model, 0.9)
+    base = CompileOptions(InputShape(1, SEQ_LEN), threads=1, rewrite=RewriteOptions(block=(16, 1), threshold=0.5))
+    variants = {
+        "base": base,
+        "threads": replace(base, threads=2),
+        "seq_len": replace(base, shape=InputShape(1, 2 * SEQ_LEN)),
+        "batch": replace(base, shape=InputShape(2, SEQ_LEN)),
+        "block": replace(base, rewrite=replace(base.rewrite, block=(1, 1))),
+        "dense": replace(base, rewrite=replace(base.rewrite, block=None)),
+        "threshold": replace(base, rewrite=replace(base.rewrite, threshold=0.6)),
+    }
+    keys = {name: _library_key(tiny_model, options) for name, options in variants.items()}
+    assert len(set(keys.values())) == len(keys), keys
+    assert _library_key(tiny_model, replace(base)) == keys["base"]  # the same request finds the same library
+    with torch.no_grad():
+        tiny_model.encoder.layer[1].attention.self.query.weight[0, 0] += 1.0  # same shapes, other weights
+    assert _library_key(tiny_model, base) not in keys.values()
