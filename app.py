@@ -9,7 +9,8 @@ from ui.navigation import HOME, PAGES
 
 st.set_page_config(page_title="SparseLab", page_icon=":material/grid_on:", layout="wide")
 
-ROUTES = [st.Page(page.path, title=page.title, icon=page.material_icon, default=page is HOME) for page in PAGES]
+ROUTES = [st.Page(page.path, title=page.title, icon=page.material_icon, url_path=page.slug or None,
+                  default=page is HOME) for page in PAGES]
 
 navigation = st.navigation(ROUTES)
 with st.sidebar:

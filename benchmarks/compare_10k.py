@@ -50,7 +50,7 @@ def main(count: int = 10_000) -> None:
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
         at.run()
         start = time.perf_counter()
-        at.switch_page("pages/compare.py").run()
+        at.switch_page("views/compare.py").run()
         render_s = time.perf_counter() - start
         assert not at.exception, at.exception
         print(f"{'step':<28}{'seconds':>9}")

@@ -13,7 +13,14 @@ from streamlit.testing.v1 import AppTest
 from core.run_store import RunRecord, default_store
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "pages").glob("*.py"))
+PAGES = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "views").glob("*.py"))
+
+
+def test_every_page_module_is_in_the_navigation_and_no_legacy_pages_folder_exists():
+    from ui.navigation import PAGES as NAVIGATION
+
+    assert len(PAGES) >= 10 and sorted(entry.path for entry in NAVIGATION) == PAGES
+    assert not (REPO / "pages").exists()  # Streamlit's legacy multipage navigation would take over deep links
 
 
 def free_port() -> int:
@@ -49,7 +56,7 @@ def test_runs_page_filters(app):
     store.add(RunRecord(kind="store", model="minilm", method="sparselab", size_bytes=2000))
     store.add(RunRecord(kind="tvm", model="bert-base", method="bsr", latency_ms=5.0))
     store.add(RunRecord(kind="prune", model="minilm", method="block", sparsity=0.8, accuracy=0.7))
-    app.switch_page("pages/runs.py").run()
+    app.switch_page("views/runs.py").run()
     assert len(app.dataframe[0].value) == 4  # unfiltered: every run
 
     app.selectbox(key="runs-kind").select("prune").run()

@@ -4,7 +4,7 @@ from tests.pages import finish_job, open_page
 
 
 def test_compile_page_compiles_and_shows_results():
-    at = open_page("pages/compile.py")
+    at = open_page("views/compile.py")
     at.selectbox(key="tvm-model").select("bert-tiny")
     at.number_input(key="tvm-seq-len").set_value(32)
     at.number_input(key="tvm-threads").set_value(1)

@@ -4,7 +4,7 @@ from tests.pages import finish_job, open_page
 
 
 def test_export_page_runs_and_inspects():
-    at = open_page("pages/export.py", timeout=180)
+    at = open_page("views/export.py", timeout=180)
     at.multiselect(key="tflite-methods").set_value(["mn"])
     at.number_input(key="tflite-epochs").set_value(2)
     at.multiselect(key="tflite-variants").set_value(["float", "sparse"])

@@ -4,7 +4,7 @@ from tests.pages import finish_job, open_page
 
 
 def test_prune_page_prunes_and_sweeps():
-    at = open_page("pages/prune.py")
+    at = open_page("views/prune.py")
     at.selectbox(key="prune-model").select("bert-tiny")
     at.slider(key="prune-sparsity").set_value(0.5)
     at.button(key="prune-submit").click().run()

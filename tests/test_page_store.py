@@ -4,7 +4,7 @@ from tests.pages import finish_job, open_page
 
 
 def test_store_page_runs_a_job_and_shows_results():
-    at = open_page("pages/store.py")
+    at = open_page("views/store.py")
     at.selectbox(key="store-model").select("bert-tiny")
     at.number_input(key="store-threads").set_value(1)
     at.button(key="store-submit").click().run()

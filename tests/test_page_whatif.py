@@ -4,7 +4,7 @@ from tests.pages import finish_job, open_page
 
 
 def test_whatif_page_estimates_and_checks():
-    at = open_page("pages/whatif.py")
+    at = open_page("views/whatif.py")
     at.selectbox(key="whatif-model").select("bert-tiny")
     at.multiselect(key="whatif-sparsities").set_value([0.8, 0.95])
     at.multiselect(key="whatif-blocks").set_value(["1x1", "16x1"])

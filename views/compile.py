@@ -2,14 +2,19 @@
 
 import streamlit as st
 
+from core.library.store import default_library
 from core.pruning.block import format_block
 from core.tvm.bsr_rewrite import BSR_BLOCKS
 from core.tvm.request import DEFAULT_MODEL, WHATIF_BLOCK, TvmRequest
 from ui.charts import latency_bars, speedup_sweep
 from ui.jobs import job_status, start_job
 from ui.models import model_picker
+from ui.navigation import page
+from ui.state import keep_in_url, url_index, url_value
 
 BLOCKS = [format_block(block) for block in BSR_BLOCKS]
+SPARSE_KINDS = ["what-if random", "prune now", "pruned folder"]
+PRUNED = [m.name for m in default_library().entries(loadable_only=True) if m.kind in ("pruned", "recovered")]
 DEFAULTS = TvmRequest()
 
 st.title("Compile")
@@ -23,11 +28,14 @@ with st.form("tvm"):
     cols = st.columns(3)
     with cols[0]:
         model = model_picker("tvm", default=DEFAULT_MODEL, label="Dense model")
-    weights = cols[1].radio("Sparse weights", ["what-if random", "prune now", "pruned folder"], key="tvm-weights",
+    weights = cols[1].radio("Sparse weights", SPARSE_KINDS, key="tvm-weights",
+                            index=url_index("sparse", SPARSE_KINDS, SPARSE_KINDS[0]),
                             help="what-if: random block-sparse weights at a sparsity, to see how fast the model "
                                  "would be if it were pruned; prune now: magnitude/block pruning of the model; "
-                                 "pruned folder: a model saved by Prune (also the dense baseline).")
-    folder = cols[2].text_input("Pruned folder", placeholder="only for 'pruned folder'", key="tvm-folder")
+                                 "pruned folder: a pruned model of the library (also the dense baseline).")
+    with cols[2]:
+        folder = model_picker("tvm-weights", default=url_value("weights", PRUNED[0] if PRUNED else "minilm"),
+                              label="Pruned model (for 'pruned folder')", url_param=None)
     cols = st.columns(4)
     sparsity = cols[0].slider("Sparsity", 0.5, 0.99, 0.9, 0.01, key="tvm-sparsity")
     block = cols[1].selectbox("BSR block", BLOCKS, index=BLOCKS.index(WHATIF_BLOCK), key="tvm-block")
@@ -43,6 +51,7 @@ with st.form("tvm"):
                          key="tvm-tune")
         sweep = st.toggle("Block-shape sweep", value=True, help="One 768x768 layer over blocks x sparsities.",
                           key="tvm-sweep")
+    keep_in_url(sparse=weights, weights=folder if weights == "pruned folder" else None)
     if st.form_submit_button("Compile and benchmark", type="primary", key="tvm-submit") and model:
         params = {"model": model, "block": block, "threshold": threshold, "seq_len": int(seq_len),
                   "threads": int(threads), "repeats": int(repeats), "tune": tune, "sweep": sweep}
@@ -65,6 +74,8 @@ if job and job.status == "done":
     st.caption(f"{result['model']} · block {result['block']} · seq {result['seq_len']} · {result['threads']} threads · "
                f"compile {result['compile_s']:.1f} s (dense {result['dense_compile_s']:.1f} s) · "
                f"cache {'hit' if result['cache_hit'] else 'miss'} · peak memory {result['peak_rss_mb']:.0f} MB")
+    st.page_link(page("compare").path, label="Compare these runs", icon=page("compare").material_icon,
+                 query_params={"model": result["model"]})
     left, right = st.columns(2)
     left.plotly_chart(latency_bars({"PyTorch dense": result["timings"]["torch_dense"],
                                     "TVM dense": result["timings"]["tvm_dense"],

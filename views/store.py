@@ -11,6 +11,7 @@ from core.storage.request import DEFAULT_THREADS
 from core.storage.store import FORMATS
 from ui.charts import latency_bars, size_waterfall
 from ui.format import human_bytes
+from ui.handoffs import handoff_links
 from ui.jobs import job_status, start_job
 from ui.models import model_picker
 
@@ -48,7 +49,9 @@ with save_tab:
         cols[1].metric("vs fp32 (without embeddings)", f"{result['waterfalls']['none'][-1]['size_bytes'] / first:.1%}")
         cols[2].metric("Reload bit-exact", "yes" if stored["bit_exact"] else "NO")
         cols[3].metric("Load time", f"{stored['load_s'] * 1e3:.0f} ms")
-        st.caption(f"{job.params['model']} · {stored['format']} · cache {'hit' if result['cache_hit'] else 'miss'}")
+        st.caption(f"{job.params['model']} · {stored['format']} · cache {'hit' if result['cache_hit'] else 'miss'}"
+                   + (f" · in the library as {stored['library_name']}" if stored.get("library_name") else ""))
+        handoff_links(job.params["model"], ("compile", "whatif"))
         left, right = st.columns(2)
         for column, (embeddings_kind, steps) in zip((left, right), result["waterfalls"].items()):
             title = "Without embeddings" if embeddings_kind == "none" else f"With embeddings ({embeddings_kind})"
@@ -69,7 +72,7 @@ with verify_tab:
     with st.form("verify"):
         upload = st.file_uploader("A .h5 model file (SparseLab or PruneBERT layout)", type=["h5", "hdf5"],
                                   key="verify-upload")
-        model = model_picker("verify", default="minilm", label="The model source it was made from")
+        model = model_picker("verify", default="minilm", label="The model source it was made from", url_param=None)
         if st.form_submit_button("Reload and verify", key="verify-submit") and upload is not None and model:
             start_job("store_verify", {"path": str(save_upload(upload.getvalue(), upload.name)), "model": model},
                       label=f"Verifying {upload.name}")

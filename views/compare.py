@@ -7,12 +7,16 @@ from core.run_store import flat_row, rows_to_csv
 from ui.charts import metric_bars, tradeoff_scatter
 from ui.format import timestamp
 from ui.resources import run_store
+from ui.state import keep_in_url, url_list
 
 st.title("Compare")
 store = run_store()
 cols = st.columns(6)
 kinds = cols[0].multiselect("Kind", store.distinct("kind"), key="compare-kinds")
-models = cols[1].multiselect("Model", store.distinct("model"), key="compare-models")
+known_models = store.distinct("model")
+models = cols[1].multiselect("Model", known_models, key="compare-models",
+                             default=url_list("model", [], choices=known_models))
+keep_in_url(model=models)
 methods = cols[2].multiselect("Method", store.distinct("method"), key="compare-methods")
 blocks = cols[3].multiselect("Block / pattern", store.distinct("block"), key="compare-blocks")
 machines = cols[4].multiselect("Machine", store.distinct("machine"), key="compare-machines",

@@ -10,6 +10,7 @@ from core.pruning.session import DEFAULT_MODEL
 from core.pruning.stats import heatmap, layer_sparsities
 from core.pruning.sweep import METHOD_SPEC_CHOICES, METHOD_SPECS, SPARSITIES, SPARSITY_CHOICES, recorded_curves
 from ui.charts import fidelity_curves, layer_sparsity_bars, nonzero_heatmap
+from ui.handoffs import handoff_links
 from ui.jobs import job_status, start_job
 from ui.models import loaded_model, model_picker
 from ui.resources import run_store
@@ -53,8 +54,9 @@ if job and job.status == "done":
     cols[1].metric("Mean cosine vs dense", f"{fidelity['mean_cosine']:.3f}" if fidelity else "-")
     cols[2].metric("Min cosine vs dense", f"{fidelity['min_cosine']:.3f}" if fidelity else "-")
     cols[3].metric("Paraphrase retrieval", f"{fidelity['retrieval_accuracy']:.1%}" if fidelity else "-")
-    st.caption(f"Pruned model saved as a model source (use it on Store): `{result['folder']}`"
+    st.caption(f"The pruned model is in the library as **{result['library_name']}**"
                + (" · from the cache" if result["cache_hit"] else ""))
+    handoff_links(result["library_name"], ("store", "compile", "whatif"))
 
     pruned = loaded_model(result["folder"])
     stats_block = st.selectbox("Block shape for the block-sparsity bars", BLOCKS, index=BLOCKS.index(result["block"])
@@ -84,7 +86,7 @@ st.markdown("Each point prunes the dense model, then compares sentence embedding
 with st.form("sweep"):
     cols = st.columns([1, 2, 2])
     with cols[0]:
-        sweep_model = model_picker("sweep", default=DEFAULT_MODEL)
+        sweep_model = model_picker("sweep", default=DEFAULT_MODEL, url_param="sweep_model")
     methods = cols[1].multiselect("Methods", METHOD_SPEC_CHOICES, default=list(METHOD_SPECS), key="sweep-methods")
     sparsities = cols[2].multiselect("Sparsities", SPARSITY_CHOICES, default=list(SPARSITIES), key="sweep-sparsities")
     if st.form_submit_button("Run the sweep", key="sweep-submit") and sweep_model and methods and sparsities:
