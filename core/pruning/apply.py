@@ -22,6 +22,10 @@ METHODS = tuple(methods())
 DEFAULT_SPARSITY = 0.5
 DEFAULT_BLOCK = "16x1"
 DEFAULT_MN = "2:4"
+STRUCTURES = ("unstructured", "mn", "block")  # the zeros' shape for methods that take one (sparsegpt, wanda)
+DEFAULT_CALIBRATION = 512  # calibration sentences for the data-aware methods
+DEFAULT_DAMPING = 0.01  # SparseGPT's percdamp: this times H's mean diagonal is added to the diagonal
+CALIBRATION_FIELDS = ("structure", "calibration", "damping")  # in params and as_dict only for those methods
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class PruneConfig:
     patterns: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     seed: int = 0
+    structure: str = "unstructured"  # data-aware methods: unstructured, mn (m:n) or block (``block``)
+    calibration: int = DEFAULT_CALIBRATION  # data-aware methods: how many calibration sentences
+    damping: float = DEFAULT_DAMPING  # sparsegpt: Hessian damping, as a fraction of its mean diagonal
 
     @classmethod
     def from_params(cls, params: dict) -> PruneConfig:
@@ -49,13 +56,15 @@ class PruneConfig:
         m, n = parse_mn(params.get("mn") or DEFAULT_MN)
         method = get_method(params.get("method") or "magnitude")
         sparsity = params.get("sparsity")
-        known = {k: params[k] for k in ("scope", "norm", "seed") if params.get(k) is not None}
+        known = {k: params[k] for k in ("scope", "norm", "seed", "structure") if params.get(k) is not None}
+        known.update({k: t(params[k]) for k, t in (("calibration", int), ("damping", float))
+                      if params.get(k) is not None})
         config = cls(method=method.name, sparsity=-1.0, block=parse_block(params.get("block") or DEFAULT_BLOCK),
                      m=m, n=n, patterns=tuple(params.get("patterns") or ()),
                      exclude=tuple(params.get("exclude") or ()), **known)
         method.check_requested_sparsity(config, sparsity)
         fixed = method.fixed_sparsity(config)
-        if sparsity is None and not method.sets_own_sparsity:
+        if sparsity is None and fixed is None:
             raise SparseLabError(f"Give a sparsity in [0, 1) for {method.name} pruning.")
         config = replace(config, sparsity=float(fixed if sparsity is None else sparsity))
         config.validate()
@@ -66,7 +75,13 @@ class PruneConfig:
         fixed = get_method(self.method).sets_own_sparsity
         return {"method": self.method, "sparsity": None if fixed else self.sparsity,
                 "block": format_block(self.block), "mn": f"{self.m}:{self.n}", "scope": self.scope,
-                "norm": self.norm, "patterns": list(self.patterns), "exclude": list(self.exclude), "seed": self.seed}
+                "norm": self.norm, "patterns": list(self.patterns), "exclude": list(self.exclude), "seed": self.seed,
+                **self._calibration_params()}
+
+    def _calibration_params(self) -> dict:
+        if not get_method(self.method).needs_calibration:
+            return {}
+        return {"structure": self.structure, "calibration": self.calibration, "damping": self.damping}
 
     @classmethod
     def from_spec(cls, spec: str, params: dict) -> PruneConfig:
@@ -84,6 +99,13 @@ class PruneConfig:
             with_global = [name for name, m in methods().items() if "global" in m.scopes]
             raise SparseLabError(f"Scope '{self.scope}' is not available for {self.method}: 'layer' always is, "
                                  f"'global' for {' and '.join(with_global)}.")
+        if self.structure not in STRUCTURES:
+            raise SparseLabError(f"Unknown structure '{self.structure}'; choose one of {', '.join(STRUCTURES)}.")
+        if not isinstance(self.calibration, int) or self.calibration < 1:
+            raise SparseLabError(f"Calibration size {self.calibration} must be a positive number of sentences.")
+        if not 0.0 <= self.damping < 10.0:
+            raise SparseLabError(f"Damping {self.damping} is outside [0, 10): 0.01 adds 1% of the Hessian's mean "
+                                 "diagonal.")
         if self.norm not in NORMS:
             raise SparseLabError(f"Unknown block norm '{self.norm}'; choose one of {', '.join(NORMS)}.")
         method.validate(self)
@@ -103,8 +125,10 @@ class PruneConfig:
         return get_method(self.method).label(self)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "block": format_block(self.block), "patterns": list(self.patterns),
-                "exclude": list(self.exclude), "target_sparsity": self.target_sparsity, "label": self.label}
+        fields = {k: v for k, v in asdict(self).items() if k not in CALIBRATION_FIELDS}
+        return {**fields, **self._calibration_params(), "block": format_block(self.block),
+                "patterns": list(self.patterns), "exclude": list(self.exclude),
+                "target_sparsity": self.target_sparsity, "label": self.label}
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,7 @@ class PruneResult:
 
     config: PruneConfig
     layers: tuple[LayerSparsity, ...]
+    calibration: dict | None = None  # data-aware methods: where the calibration inputs came from
 
     @property
     def sparsity(self) -> float:
@@ -123,7 +148,8 @@ class PruneResult:
         that each layer's ``block_sparsity`` counts."""
         return {"method": self.config.method, "label": self.config.label, "pattern": self.config.pattern,
                 "target_sparsity": self.config.target_sparsity, "sparsity": self.sparsity,
-                "stats_block": format_block(self.config.block), "layers": [l.as_dict() for l in self.layers]}
+                "stats_block": format_block(self.config.block), "layers": [l.as_dict() for l in self.layers],
+                **({"calibration": self.calibration} if self.calibration is not None else {})}
 
 
 def plan(model, config: PruneConfig) -> dict:
@@ -145,11 +171,48 @@ def pruned_copy(model, config: PruneConfig):
     return sparse
 
 
-def prune_model(model, config: PruneConfig) -> PruneResult:
-    """Prune the selected Linear layers of ``model`` in place; refuse bad requests before touching it."""
+def prune_model(model, config: PruneConfig, tokenizer=None, calibration=None) -> PruneResult:
+    """Prune the selected Linear layers of ``model`` in place; refuse bad requests before touching it.
+
+    Data-aware methods (``needs_calibration``) run ``calibration`` (a Calibration, batches of model inputs or
+    sentences) or, by default, ``config.calibration`` corpus sentences tokenized with ``tokenizer`` (default:
+    the one saved with the model, if any); a model without a tokenizer gets seeded random token ids, and the
+    result's ``calibration`` says which.
+    """
     import torch
 
     layers = plan(model, config)
+    method = get_method(config.method)
+    inputs = calibration_inputs(model, config, tokenizer, calibration) if method.needs_calibration else None
     with torch.no_grad():
-        get_method(config.method).prune(layers, config)
-    return PruneResult(config=config, layers=tuple(layer_sparsities(model, config.block, layers)))
+        method.prune_model(model, layers, config, inputs)
+    return PruneResult(config=config, layers=tuple(layer_sparsities(model, config.block, layers)),
+                       calibration=inputs.describe() if inputs is not None else None)
+
+
+def model_tokenizer(model):
+    """The tokenizer saved next to the model's weights (bundled, local and hub models), or None."""
+    from pathlib import Path
+
+    folder = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    if not folder or not Path(folder).is_dir():
+        return None
+    if not any((Path(folder) / name).exists() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        return None
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def calibration_inputs(model, config: PruneConfig, tokenizer=None, calibration=None):
+    """The calibration a data-aware pruning runs (``prune_model``'s rules); refuses empty or too short text."""
+    from core.pruning.calibration import as_calibration, random_token_batches
+    from core.pruning.calibration import calibration as corpus_calibration
+
+    tokenizer = tokenizer if tokenizer is not None else model_tokenizer(model)
+    if calibration is not None:
+        return as_calibration(calibration, tokenizer, config.seed)
+    if tokenizer is None:
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 1000
+        return random_token_batches(vocab, config.calibration, seed=config.seed)
+    return corpus_calibration(tokenizer, config.calibration, seed=config.seed)

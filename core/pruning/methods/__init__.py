@@ -3,8 +3,9 @@
 A method says three things about itself, in the style of torchao's ``sparsify_`` configs with a
 registered handler: which layers it can take (``check``: refuse before any weight changes), how
 it prunes (``prune``: in place, dense with zeros), and what structure its zeros have
-(``pattern``). Adding a method (SparseGPT, Wanda) is one new module here: define a subclass of
-``PruningMethod`` and decorate it with ``@register``.
+(``pattern``). Methods that need the model and calibration activations, not just the weights, set
+``needs_calibration`` and override ``prune_model`` (SparseGPT, Wanda). Adding a method is one new module
+here: define a subclass of ``PruningMethod`` and decorate it with ``@register``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class PruningMethod:
     scopes: tuple[str, ...] = ("layer",)  # "global": one threshold over all selected layers
     order: int = 100  # position in pickers and --help
     sets_own_sparsity: bool = False  # m:n: 2:4 is 50%, a sweep gives it one point, not a curve
+    needs_calibration: bool = False  # SparseGPT, Wanda: prune_model gets the model and calibration inputs
 
     def target_sparsity(self, config: PruneConfig) -> float:
         """The sparsity this configuration removes; methods that fix their own override it (m:n)."""
@@ -61,6 +63,12 @@ class PruningMethod:
         weights = [module.weight for module in layers.values()]
         for weight, keep in zip(weights, self.keep_masks(weights, config)):
             weight.masked_fill_(~keep, 0)
+
+    def prune_model(self, model, layers: dict, config: PruneConfig, calibration) -> None:
+        """Prune ``layers`` of ``model`` in place, under ``torch.no_grad``. ``calibration`` (a
+        ``core.pruning.calibration.Calibration``, None unless ``needs_calibration``) holds the model inputs
+        whose activations data-aware methods look at; the others just ``prune`` the layers."""
+        self.prune(layers, config)
 
     def keep_masks(self, weights: list, config: PruneConfig) -> list:
         raise NotImplementedError(f"{type(self).__name__} must define keep_masks or prune")
