@@ -232,10 +232,9 @@ def explain_folder(folder: Path, auto, exc: BaseException) -> str:
         if model_type not in CONFIG_MAPPING:
             return (f"config.json says model_type '{model_type}'"
                     + (f" (architectures: {architectures})" if architectures else "")
-                    + f", which transformers {library_version('transformers')} does not know ({tried}, "
-                    f"which knows {len(CONFIG_MAPPING)} model types such as bert, gpt2, llama); SparseLab never "
-                    "runs a model's own code (trust_remote_code), so this architecture needs a transformers "
-                    "version that has it.")
+                    + f", which this transformers does not know ({tried}; it knows {len(CONFIG_MAPPING.keys())} "
+                    "model types such as bert, gpt2, llama); SparseLab never runs a model's own code "
+                    "(trust_remote_code), so this architecture needs a transformers version that has it.")
     return f"{_first_line(exc)} ({tried})"
 
 
