@@ -52,3 +52,23 @@ def prune_sweep_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
     """Fidelity vs sparsity; params: ``SweepRequest.from_params`` (all optional)."""
     request = SweepRequest.from_params(params)
     return run_sweep(request.model, request.methods, request.sparsities, request.task, request.options, progress)
+
+
+def sensitivity_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
+    """Each selected Linear layer's fidelity drop when only it is pruned.
+
+    params: ``model``, ``task``, ``sparsities`` (default 0.5, 0.9) and PruneConfig params (``method``, default
+    magnitude; ``block``, ``mn``, ``patterns``, ``exclude``...). Returns ``layers``: ``[{name, sparsity,
+    fidelity_drop, ...}]``.
+    """
+    from core.pruning.request import _task
+    from core.pruning.sensitivity import SPARSITIES, layer_sensitivity
+    from core.pruning.session import DEFAULT_MODEL
+
+    model = params.get("model") or DEFAULT_MODEL
+    task = _task(params)
+    sparsities = [float(s) for s in (params.get("sparsities") or SPARSITIES)]
+    config_params = {k: v for k, v in params.items() if k not in ("model", "task", "sparsities", "sparsity")}
+    layers = layer_sensitivity(model, sparsities, config_params, task, progress)
+    return {"model": model, "task": task, "method": config_params.get("method") or "magnitude",
+            "sparsities": sparsities, "layers": layers}
