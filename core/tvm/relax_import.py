@@ -2,12 +2,19 @@
 
 Weights become Relax constants (``keep_params_as_input=False``), so every Linear
 arrives as ``matmul(x, permute_dims(W))`` with ``W`` a constant that the BSR
-rewrite can inspect. Failures name the op that could not be captured or imported.
+rewrite can inspect. Failures name the op that could not be captured or imported
+and, for the importer, the model's module it belongs to (read from the exported
+graph's ``nn_module_stack`` metadata), e.g. "op 'aten.foo.default' in
+transformer.h.0.attn (GPT2Attention)".
+
+Decoders are exported as one full-sequence forward (``use_cache=False``: the
+causal mask, no KV cache), returning the LM head's logits or the last hidden state.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from dataclasses import dataclass
 
@@ -39,10 +46,20 @@ def example_inputs(shape: InputShape, vocab_size: int, seed: int = 0) -> dict:
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def forward_options(model) -> dict:
+    """Extra forward arguments for a traced whole-sequence pass: ``use_cache=False`` for models that take it
+    (decoders: one full-sequence forward with the causal mask, no KV cache in or out of the graph)."""
+    import inspect
+
+    return {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
+
+
 def _first_output(model):
     """``model`` wrapped so the exported graph takes (ids, mask) and returns one tensor
-    (the last hidden state, or the logits of a task head)."""
+    (the last hidden state, or the logits of a task head such as a decoder's LM head)."""
     import torch
+
+    options = forward_options(model)
 
     class FirstOutput(torch.nn.Module):
         def __init__(self):
@@ -50,7 +67,7 @@ def _first_output(model):
             self.model = model
 
         def forward(self, input_ids, attention_mask):
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, **options)
             return out if isinstance(out, torch.Tensor) else out[0]  # ModelOutput/tuple: first field
 
     return FirstOutput().eval()
@@ -69,15 +86,17 @@ def export_model(model, inputs: dict):
 
 
 def to_relax(exported):
-    """The exported program as a Relax IRModule with weights as constants."""
+    """The exported program as a Relax IRModule with weights as constants; an importer failure names the
+    op and the module of the model it belongs to."""
     from tvm.relax.frontend.torch import from_exported_program
 
     try:
         return from_exported_program(exported, keep_params_as_input=False)
     except Exception as exc:
-        op = _failing_fx_node(exc)
-        where = f" at op '{op}'" if op else ""
-        raise SparseLabError(f"TVM's PyTorch importer failed{where}: {_summary(exc)}") from exc
+        where = "; ".join(f"op '{op}'" + (f" in {module}" if module else "")
+                          for op, module in failing_ops(exc, exported))
+        raise SparseLabError(f"TVM's PyTorch importer failed"
+                             f"{f' ({where})' if where else ''}: {_summary(exc)}") from exc
 
 
 def import_model(model, shape: InputShape):
@@ -96,14 +115,55 @@ def _model_source_line(exc: BaseException) -> str:
     return f" at {os.path.basename(frame.filename)}:{frame.lineno} `{(frame.line or '').strip()}`"
 
 
-def _failing_fx_node(exc: BaseException) -> str | None:
-    """The torch.fx node being translated when ``exc`` was raised, read from the traceback."""
+def _traceback_local(exc: BaseException, name: str, accept) -> object | None:
+    """The innermost traceback frame's local ``name`` that ``accept`` takes."""
     tb, found = exc.__traceback__, None
     while tb is not None:
-        node = tb.tb_frame.f_locals.get("node")
-        if node is not None and hasattr(node, "target") and hasattr(node, "op"):
-            found = str(node.target)
+        value = tb.tb_frame.f_locals.get(name)
+        if value is not None and accept(value):
+            found = value
         tb = tb.tb_next
+    return found
+
+
+def _is_fx_node(value) -> bool:
+    return hasattr(value, "target") and hasattr(value, "op") and hasattr(value, "meta")
+
+
+def module_path(node) -> str | None:
+    """The model's module an exported graph node comes from, as "path (Class)", from ``nn_module_stack``
+    (the export wrapper's ``model.`` prefix dropped)."""
+    stack = node.meta.get("nn_module_stack") if hasattr(node, "meta") else None
+    if not stack:
+        return None
+    path, kind = list(stack.values())[-1]
+    path = re.sub(r"^L\['self'\]\.?", "", str(path))
+    path = re.sub(r"^model\.?", "", path) or "(model)"
+    class_name = getattr(kind, "__name__", None) or str(kind).rsplit(".", 1)[-1].strip("'>")
+    return f"{path} ({class_name})"
+
+
+def _op_name(target) -> str:
+    return getattr(target, "__name__", None) or str(target)
+
+
+def failing_ops(exc: BaseException, exported=None) -> list[tuple[str, str | None]]:
+    """``(op, module)`` for what the importer could not take: the node it was translating when ``exc`` was
+    raised, or each op its up-front check names as unsupported (looked up in the graph it checked)."""
+    node = _traceback_local(exc, "node", _is_fx_node)
+    if node is not None:
+        return [(str(node.target), module_path(node))]
+    unsupported = re.search(r"Unsupported function types \[(.*?)\]", str(exc))
+    if not unsupported:
+        return []
+    names = re.findall(r"'([^']+)'", unsupported.group(1))
+    nodes = _traceback_local(exc, "nodes", lambda v: hasattr(v, "__iter__"))
+    if nodes is None and exported is not None:
+        nodes = exported.graph.nodes
+    found = []
+    for name in names:
+        match = next((n for n in (nodes or ()) if n.op == "call_function" and _op_name(n.target) == name), None)
+        found.append((name, module_path(match) if match is not None else None))
     return found
 
 
