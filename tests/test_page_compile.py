@@ -1,6 +1,10 @@
 """The Compile page end to end on bert-tiny: a real TVM compile of dense and BSR models, timed."""
 
+import pytest
+
 from tests.pages import finish_job, open_page
+
+pytestmark = pytest.mark.slow  # a real TVM compile job
 
 
 def test_compile_page_compiles_and_shows_results():

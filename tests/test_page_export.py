@@ -1,6 +1,10 @@
 """The Export page end to end: a real (small) TF-MOT + TFLite job, its results, and inspection."""
 
+import pytest
+
 from tests.pages import finish_job, open_page
+
+pytestmark = pytest.mark.slow  # a real TF-MOT training and TFLite conversion job
 
 
 def test_export_page_runs_and_inspects():

@@ -1,6 +1,10 @@
 """The Prune page end to end: a real pruning job and a real sweep, then the charts."""
 
+import pytest
+
 from tests.pages import finish_job, open_page
+
+pytestmark = pytest.mark.slow  # real pruning and sweep jobs
 
 
 def test_prune_page_prunes_and_sweeps():

@@ -1,6 +1,10 @@
 """The Store page end to end: submit the form, the real job runs, the results render."""
 
+import pytest
+
 from tests.pages import finish_job, open_page
+
+pytestmark = pytest.mark.slow  # a real store job
 
 
 def test_store_page_runs_a_job_and_shows_results():

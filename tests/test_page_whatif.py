@@ -1,6 +1,10 @@
 """The What-if page end to end on bert-tiny: real kernel timings, the estimate, and one real check."""
 
+import pytest
+
 from tests.pages import finish_job, open_page
+
+pytestmark = pytest.mark.slow  # real kernel timings and a whole-model TVM compile
 
 
 def test_whatif_page_estimates_and_checks():

@@ -1,7 +1,10 @@
 import numpy as np
+import pytest
 
 import core.tflite.benchmark as benchmark
 from core.tflite.training import keras_accuracy
+
+pytestmark = pytest.mark.slow  # trains and converts the tiny CNN (tiny_cnn)
 
 
 def test_interpreter_accuracy_matches_keras(tiny_cnn):

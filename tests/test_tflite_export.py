@@ -1,6 +1,9 @@
 import numpy as np
+import pytest
 
 from core.tflite.inspection import inspect_tflite
+
+pytestmark = pytest.mark.slow  # trains and converts the tiny CNN (tiny_cnn)
 
 PRUNED_2_4 = {(64, 3, 3, 32), (256, 256)}  # conv2 and dense1 in TFLite layout
 

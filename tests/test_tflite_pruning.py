@@ -1,9 +1,12 @@
 import numpy as np
+import pytest
 
 from core.tflite.m_by_n import check_m_by_n
 from core.tflite.options import PruneSpec
 from core.tflite.pruning import prune, schedule, weight_sparsity
 from tests.fixtures_keras import BATCH, SEED, tflite_layout
+
+pytestmark = pytest.mark.slow  # trains and prunes the tiny CNN with TF-MOT
 
 
 def kernels(model) -> dict:

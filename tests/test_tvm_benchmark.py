@@ -10,6 +10,8 @@ from core.tvm.kernel_sweep import sweep
 from core.tvm.relax_import import InputShape
 from tests.fixtures_tvm import SEQ_LEN, magnitude_prune_
 
+pytestmark = pytest.mark.slow  # compiles with TVM
+
 
 def test_compare_reports_timings_layers_and_correctness(_tiny_dense, tiny_model, module_cache):
     magnitude_prune_(tiny_model, 0.95)
