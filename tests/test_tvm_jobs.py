@@ -24,3 +24,15 @@ def test_whatif_request_converts_every_layer_with_the_requested_block():
     assert by_method["tvm-bsr"].latency_ms == result["tvm_sparse_ms"] and by_method["tvm-bsr"].block == "16x1"
     assert by_method["tvm-bsr"].sparsity == result["sparsity"] and by_method["tvm-bsr"].size_bytes > 0
     assert 0.8 < result["sparsity"] <= 0.9  # over every Linear, the unused pooler included
+
+
+def test_int8_whatif_request_reports_precision_and_cosine():
+    result = tvm_job({"model": "bert-tiny", "whatif": 0.9, "block": "1x4", "seq_len": 16, "threads": 1,
+                      "repeats": 2, "warmup": 1, "precision": "int8"})
+    assert result["precision"] == "int8" and result["block"] == "1x4"
+    assert result["converted_layers"] == 12 and result["allclose"]
+    assert "cosine" in result["allclose_rule"]
+    assert result["cosine_vs_fp32"] >= 0.99 and result["dense_cosine_vs_fp32"] >= 0.99
+    assert {layer["precision"] for layer in result["layers"]} == {"int8"}
+    methods = {r.method for r in default_store().query(kind="tvm") if r.id in result["run_ids"]}
+    assert methods == {"pytorch-dense", "tvm-dense-int8", "tvm-bsr-int8"}

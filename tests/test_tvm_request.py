@@ -10,6 +10,7 @@ from core.tvm.request import TvmRequest
     {"model": "bert-tiny", "whatif": 0.9},
     {"model": "bert-tiny", "prune": "block:0.8", "block": "4x1", "threads": 2, "seq_len": 32, "tune": True},
     {"weights": "/some/folder", "threshold": 0.5, "repeats": 5, "warmup": 0, "sweep": True},
+    {"model": "bert-tiny", "whatif": 0.9, "block": "1x4", "precision": "int8"},
 ])
 def test_params_round_trip(params):
     request = TvmRequest.from_params(params)
@@ -23,6 +24,9 @@ def test_block_defaults_follow_the_kind_of_sparse_weights():
     config = TvmRequest.from_params({"prune": "block:0.8", "block": "4x1"}).prune_config()
     assert (config.method, config.sparsity, config.block) == ("block", 0.8, (4, 1))
     assert TvmRequest.from_params({"weights": "x"}).prune_config() is None
+    assert TvmRequest.from_params({"whatif": 0.9, "precision": "int8"}).block_shape == (16, 4)
+    assert TvmRequest.from_params({"prune": "block:0.9", "precision": "int8"}).block_shape == (1, 4)
+    assert TvmRequest().precision == "fp32"
 
 
 @pytest.mark.parametrize("params, message", [
@@ -36,6 +40,7 @@ def test_block_defaults_follow_the_kind_of_sparse_weights():
     ({"whatif": 0.9, "seq_len": 0}, "must be positive"),
     ({"whatif": 0.9, "threshold": 1.0}, "threshold"),
     ({"whatif": "lots"}, "not a number"),
+    ({"whatif": 0.9, "precision": "int4"}, "Precision 'int4'"),
 ])
 def test_bad_requests_are_refused_with_a_message(params, message):
     with pytest.raises(SparseLabError, match=message):

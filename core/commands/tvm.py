@@ -5,6 +5,7 @@ weights (--whatif SPARSITY --block RxC) or a pruning of the model
 (--prune METHOD:SPARSITY, e.g. magnitude:0.95). Compiled libraries are cached.
 """
 
+from core.tvm.bsr_rewrite import PRECISIONS
 from core.tvm.jobs import tvm_job
 from core.tvm.request import DEFAULT_MODEL, PRUNE_BLOCK, WHATIF_BLOCK, TvmRequest
 
@@ -26,6 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=defaults.repeats)
     parser.add_argument("--warmup", type=int, default=defaults.warmup)
     parser.add_argument("--tune", action="store_true", help="measure BSR schedules per layer shape (cached)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                        help="fp32, or int8: dynamic u8 activations x per-row int8 weights (VNNI); "
+                             "int8 BSR takes blocks of 4 input columns (16x4, 4x4, 1x4)")
     parser.add_argument("--sweep", action="store_true", help="also sweep one 768x768 layer over blocks x sparsities")
 
 

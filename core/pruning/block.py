@@ -15,8 +15,8 @@ from core.errors import SparseLabError
 from core.pruning.magnitude import scoped_keep_masks
 
 NORMS = ("l2", "l1")
-# The block shapes the pickers offer: TVM's BSR blocks (rows x 1) and column blocks.
-BLOCK_CHOICES = ("1x1", "4x1", "8x1", "16x1", "32x1", "1x4", "4x4")
+# The block shapes the pickers offer: TVM's BSR blocks (rows x 1) and column blocks (x4: TVM's int8 VNNI blocks).
+BLOCK_CHOICES = ("1x1", "4x1", "8x1", "16x1", "32x1", "1x4", "4x4", "16x4")
 _BLOCK = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 

@@ -7,6 +7,13 @@ constant. Each such matmul becomes a ``call_tir`` of
 - otherwise the packed dense kernel (Relax's own matmul is left unscheduled by
   the default CPU pipeline: ~45 s per BERT-base inference).
 Kernels are shared between layers of the same shape and schedule.
+
+With ``precision="int8"`` every Linear's input is first quantised at run time
+(``quantize.quantize_activation_kernel``: per-tensor absmax -> u8, packed
+``[K/4, M, 4]``; Q, K and V share one after CSE) and the layer becomes the int8 BSR
+kernel (blocks spanning 4 input columns: 16x4, 4x4, 1x4, ...) or the int8 VNNI
+dense kernel, weights quantised per output row at compile time. Layers whose
+shape the int8 kernels cannot take (K not a multiple of 4, N not of 16) stay fp32.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from core.model_source import linear_layers
-from core.tvm import bsr_format, bsr_kernel, dense_kernel
+from core.tvm import bsr_format, bsr_kernel, dense_kernel, int8_bsr_kernel, int8_dense_kernel, quantize
 
 DEFAULT_THRESHOLD = 0.8
 # The block shapes the BSR kernels are scheduled for (docs/tvm.md), offered by Compile and What-if.
 BSR_BLOCKS = ((1, 1), (4, 1), (8, 1), (16, 1), (32, 1))
+# The blocks of the int8 BSR kernel (4 input columns = one vpdpbusd lane), offered with precision int8.
+INT8_BSR_BLOCKS = ((16, 4), (4, 4), (1, 4))
+PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,12 @@ class RewriteOptions:
     threshold: float = DEFAULT_THRESHOLD
     # layer shape (m, k, n, block) -> schedule, e.g. measured by core.tvm.tuning
     schedules: dict = field(default_factory=dict)
+    precision: str = "fp32"  # "int8": dynamic u8 activations x per-row int8 weights (core.tvm.quantize)
+    vnni: bool | None = None  # int8 only: None = the host's CPU flags / SPARSELAB_INT8_VNNI
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,7 @@ class LayerReport:
     kernel: str  # "bsr" or "dense"
     schedule: str
     note: str = ""
+    precision: str = "fp32"
 
     def as_dict(self) -> dict:
         return {**asdict(self), "shape": list(self.shape)}
@@ -70,6 +87,8 @@ def decide(weight: np.ndarray, options: RewriteOptions) -> tuple[bsr_format.BsrM
     sparsity = float(1.0 - bsr_format.block_mask(weight, block).mean())
     if sparsity < options.threshold:
         return None, sparsity, f"block sparsity {sparsity:.3f} < threshold {options.threshold}: kept dense"
+    if options.precision == "int8" and not int8_bsr_kernel.supported_block(block):
+        return None, sparsity, f"int8 BSR needs blocks of 4 input columns (16x4, 4x4, 1x4), not {block[0]}x{block[1]}"
     return bsr_format.to_bsr(weight, block), sparsity, ""
 
 
@@ -134,9 +153,18 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             bsr, sparsity, note = decide(weight, options)
             block = f"{options.block[0]}x{options.block[1]}" if options.block else None
             sparsity = None if sparsity is None else round(sparsity, 4)
-            if bsr is None:
+            int8 = options.precision == "int8" and k % 4 == 0
+            if bsr is None and int8 and int8_dense_kernel.supported(k, n):
+                y, label = self.dense_int8(x2, weight, m)
+                reports.append(LayerReport(name, (n, k), block, sparsity, None, "dense", label, note, "int8"))
+            elif bsr is None:
+                note = note if not options.precision == "int8" else f"{note}; {n}x{k} kept fp32 (int8 kernels " \
+                                                                      "need in % 4 == 0, out % 16 == 0)"
                 y, label = self.dense(x2, weight, m)
                 reports.append(LayerReport(name, (n, k), block, sparsity, None, "dense", label, note))
+            elif int8:
+                y, label = self.sparse_int8(x2, int8_bsr_kernel.to_int8_bsr(weight, bsr.block), m)
+                reports.append(LayerReport(name, (n, k), block, sparsity, bsr.nnz_blocks, "bsr", label, "", "int8"))
             else:
                 y, label = self.sparse(x2, bsr, m)
                 reports.append(LayerReport(name, (n, k), block, sparsity, bsr.nnz_blocks, "bsr", label))
@@ -168,6 +196,44 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             if tokens != m:
                 y = self.builder_.emit(relax.op.strided_slice(y, axes=[0], begin=[0], end=[m]))
             return y, schedule.label
+
+        def quantized(self, x2, m, k):
+            """(XP u8 [K/4, tokens, 4], scale [1]): the activation quantised at run time."""
+            tokens = quantize.padded_tokens(m)
+            gv = self.kernel(("quantize", m, k, tokens), lambda: quantize.quantize_activation_kernel(m, k, tokens))
+            pair = self.builder_.emit(relax.call_tir(gv, [x2], [relax.TensorType((k // 4, tokens, 4), "uint8"),
+                                                               relax.TensorType((1,), "float32")]))
+            xp = self.builder_.emit(relax.TupleGetItem(pair, 0))
+            return xp, self.builder_.emit(relax.TupleGetItem(pair, 1)), tokens
+
+        def sliced(self, y, tokens, m):
+            return y if tokens == m else self.builder_.emit(
+                relax.op.strided_slice(y, axes=[0], begin=[0], end=[m]))
+
+        def dense_int8(self, x2, weight, m):
+            n, k = weight.shape
+            xp, scale, tokens = self.quantized(x2, m, k)
+            schedule = int8_dense_kernel.default_schedule(tokens, n, options.vnni)
+            gv = self.kernel(("dense_int8", tokens, k, n, schedule.tile, schedule.panels, int(schedule.vnni)),
+                             lambda: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule))
+            packed = int8_dense_kernel.prepare_weight(weight)
+            args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale), relax.const(packed.correction)]
+            y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
+            return self.sliced(y, tokens, m), schedule.label
+
+        def sparse_int8(self, x2, sparse, m):
+            n, k = sparse.shape
+            xp, scale, tokens = self.quantized(x2, m, k)
+            shape = int8_bsr_kernel.Int8BsrShape(tokens, k, n, sparse.block)
+            schedule = int8_bsr_kernel.default_schedule(shape, options.vnni)
+            gv = self.kernel(("bsr_int8", tokens, k, n, *sparse.block, schedule.variant, schedule.tile,
+                              int(schedule.vnni)), lambda: int8_bsr_kernel.bsr_int8_matmul(shape, schedule))
+            args = [xp, scale, relax.const(sparse.data), relax.const(sparse.indices), relax.const(sparse.indptr),
+                    relax.const(sparse.scale), relax.const(sparse.correction)]
+            out = self.builder_.emit(relax.call_tir(
+                gv, args, relax.TensorType(int8_bsr_kernel.output_shape(shape, schedule), "float32")))
+            y = out if schedule.variant == "rows" else self.builder_.emit(relax.op.permute_dims(out))
+            return self.sliced(y, tokens, m), schedule.label
 
     rewriter = LinearRewriter(mod)
     for gv, func in mod.functions_items():

@@ -26,6 +26,7 @@ from core.jobs import NO_PROGRESS, Progress
 from core.model_source import linear_layers
 from core.tvm.bsr_kernel import padded_tokens
 from core.tvm.bsr_rewrite import LayerReport, RewriteOptions, linear_names, rewrite_linears
+from core.tvm.int8_dense_kernel import use_vnni
 from core.tvm.relax_import import INPUT_NAMES, InputShape, import_model
 from core.tvm.target import host_target, set_runtime_threads, target_description
 from core.tvm.tuning import tuned_schedules
@@ -38,6 +39,7 @@ ARTIFACT_KIND = "tvm-library"
 BUILD_LIBRARIES = ("apache-tvm", "apache-tvm-ffi", "torch", "transformers")
 # Bump when kernels or schedules change, so old libraries are not reused.
 SCHEDULE_VERSION = 11
+INT8_VERSION = 1  # bump when the int8 kernels or quantisation change (int8 libraries only)
 
 
 
@@ -53,7 +55,11 @@ class CompileOptions:
         return {"batch": self.shape.batch, "seq_len": self.shape.seq_len,
                 "block": list(block) if block else None, "threshold": self.rewrite.threshold,
                 "schedules": sorted(f"{k}={v.label}" for k, v in self.rewrite.schedules.items()),
-                "target": target_description(self.threads), "schedule_version": SCHEDULE_VERSION}
+                "target": target_description(self.threads), "schedule_version": SCHEDULE_VERSION,
+                # fp32 keys stay as before this field existed, so cached fp32 libraries remain valid
+                **({} if self.rewrite.precision == "fp32" else
+                   {"precision": self.rewrite.precision, "int8_vnni": use_vnni(self.rewrite.vnni),
+                    "int8_version": INT8_VERSION})}
 
 
 @dataclass(frozen=True)
@@ -175,7 +181,7 @@ def compile_model(model, options: CompileOptions, *, name: str = "model", cache:
                   progress: Progress = NO_PROGRESS) -> CompiledModel:
     """Compile ``model`` (eval mode, pruned or not) for ``options``, or reuse the cached library."""
     start = time.perf_counter()
-    if options.tune and options.rewrite.block:
+    if options.tune and options.rewrite.block and options.rewrite.precision == "fp32":  # fp32 BSR schedules
         progress(0.0, "measuring BSR schedules")
         schedules = tuned_schedules(model, block=options.rewrite.block, threshold=options.rewrite.threshold,
                                     tokens=padded_tokens(options.shape.batch * options.shape.seq_len),
@@ -197,6 +203,7 @@ def compile_model(model, options: CompileOptions, *, name: str = "model", cache:
 def _describe(options: CompileOptions) -> str:
     block = options.rewrite.block
     sparse = f"BSR {block[0]}x{block[1]} >= {options.rewrite.threshold}" if block else "dense"
+    sparse = sparse if options.rewrite.precision == "fp32" else f"{sparse} {options.rewrite.precision}"
     return f"{sparse}, batch {options.shape.batch} x {options.shape.seq_len}, {options.threads} threads"
 
 

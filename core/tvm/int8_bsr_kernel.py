@@ -21,7 +21,10 @@ dependent (``indptr``), the stored-block total is symbolic, so layers of one sha
 share one kernel. The epilogue dequantises (``core.tvm.quantize``) in float32.
 ``vnni=False`` is the plain int32 fallback (bit-identical; see int8_dense_kernel).
 
-Measured: see benchmarks/tvm_int8.py and docs/tvm.md "int8 and VNNI".
+Measured (benchmarks/tvm_int8.py, 1 thread, 128 tokens, 90% random blocks, ms for
+768x768 / 768->3072 / 3072->768): 16x4 0.039 / 0.162 / 0.142; 4x4 0.051 / 0.203 /
+0.153; 1x4 0.099 / 0.398 / 0.333. Same run: fp32 BSR 16x1 @90% 0.137 / 0.563 /
+0.559, fp32 dense 1.36 on 768x768, int8 dense 0.33.
 """
 
 from __future__ import annotations

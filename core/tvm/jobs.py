@@ -17,14 +17,20 @@ def record_runs(store: RunStore, comparison: Comparison, *, model: str, block: s
     """One run-store record per runtime (PyTorch dense, TVM dense, TVM BSR), sharing the settings."""
     summary = comparison.as_dict()
     shared = {key: summary[key] for key in ("converted_layers", "total_layers", "allclose", "max_abs_error",
-                                            "tvm_dense_vs_torch", "sparse_speedup_vs_torch", "peak_rss_mb")}
+                                            "tvm_dense_vs_torch", "sparse_speedup_vs_torch", "peak_rss_mb",
+                                            "precision", "allclose_rule")}
+    # int8 builds are other methods than fp32 ones ("tvm-bsr-int8"), so run lists never mix them up
+    suffix = "" if comparison.precision == "fp32" else f"-{comparison.precision}"
     rows = (("pytorch-dense", comparison.torch_dense, 0.0, None, {}),
-            ("tvm-dense", comparison.tvm_dense, 0.0, comparison.dense,
-             {"compile_s": comparison.dense.compile_s, "cache_hit": comparison.dense.cache_hit}),
-            ("tvm-bsr", comparison.tvm_sparse, sparsity, comparison.sparse,
-             {"compile_s": comparison.sparse.compile_s, "cache_hit": comparison.sparse.cache_hit}))
+            (f"tvm-dense{suffix}", comparison.tvm_dense, 0.0, comparison.dense,
+             {"compile_s": comparison.dense.compile_s, "cache_hit": comparison.dense.cache_hit,
+              "cosine_vs_fp32": comparison.dense_cosine_vs_fp32}),
+            (f"tvm-bsr{suffix}", comparison.tvm_sparse, sparsity, comparison.sparse,
+             {"compile_s": comparison.sparse.compile_s, "cache_hit": comparison.sparse.cache_hit,
+              "cosine_vs_fp32": comparison.cosine_vs_fp32}))
     return [store.add(RunRecord(
-        kind="tvm", model=model, method=method, sparsity=run_sparsity, block=block if method == "tvm-bsr" else None,
+        kind="tvm", model=model, method=method, sparsity=run_sparsity,
+        block=block if method.startswith("tvm-bsr") else None,
         size_bytes=compiled.library_bytes if compiled else None, latency_ms=timing.median_ms,
         latency_std_ms=timing.std_ms, threads=timing.threads, settings=settings,
         metrics={**shared, **extra, "timing": timing.as_dict()}))
@@ -50,7 +56,7 @@ def tvm_job(params: dict, progress: Progress = NO_PROGRESS, store: RunStore | No
     comparison = compare(
         dense_model, sparse_model, shape=request.shape, threads=request.threads, block=block,
         threshold=request.threshold, tune=request.tune, repeats=request.repeats, warmup=request.warmup,
-        name=source.name, progress=stage(progress, 0.05, 0.9))
+        name=source.name, progress=stage(progress, 0.05, 0.9), precision=request.precision)
     block_label, sparsity = format_block(block), linear_sparsity(sparse_model)
     result = {**comparison.as_dict(), "model": source.name, "block": block_label, "seq_len": request.seq_len,
               "sparsity": sparsity}

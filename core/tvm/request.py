@@ -12,12 +12,14 @@ from dataclasses import asdict, dataclass, fields
 from core.errors import SparseLabError
 from core.pruning.apply import PruneConfig
 from core.pruning.block import format_block, parse_block
-from core.tvm.bsr_rewrite import DEFAULT_THRESHOLD
+from core.tvm.bsr_rewrite import DEFAULT_THRESHOLD, PRECISIONS
 from core.tvm.relax_import import InputShape
 
 DEFAULT_MODEL = "bert-base"
 WHATIF_BLOCK = "16x1"  # what-if weights: the block that suits TVM's BSR kernels best (docs/tvm.md)
 PRUNE_BLOCK = "1x1"  # a real pruning: unstructured unless a block is asked for
+INT8_WHATIF_BLOCK = "16x4"  # int8: the int8 BSR kernel takes blocks of 4 input columns (one vpdpbusd lane)
+INT8_PRUNE_BLOCK = "1x4"
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class TvmRequest:
     weights: str | None = None
     whatif: float | None = None
     prune: str | None = None
-    block: str | None = None  # None: WHATIF_BLOCK for what-if weights, PRUNE_BLOCK otherwise
+    block: str | None = None  # None: WHATIF_BLOCK for what-if weights, PRUNE_BLOCK otherwise (int8: INT8_*)
     threshold: float = DEFAULT_THRESHOLD
     seq_len: int = 128
     batch: int = 1
@@ -35,6 +37,7 @@ class TvmRequest:
     warmup: int = 3
     tune: bool = False
     sweep: bool = False
+    precision: str = "fp32"  # "int8": dynamic u8 activations x int8 weights (VNNI); blocks of 4 columns for BSR
 
     @classmethod
     def from_params(cls, params: dict) -> TvmRequest:
@@ -63,6 +66,8 @@ class TvmRequest:
         if self.threads < 1 or self.repeats < 1 or self.warmup < 0:
             raise SparseLabError(f"threads ({self.threads}) and repeats ({self.repeats}) must be at least 1, "
                                  f"warm-up runs ({self.warmup}) at least 0.")
+        if self.precision not in PRECISIONS:
+            raise SparseLabError(f"Precision '{self.precision}' is not one of {', '.join(PRECISIONS)}.")
         if not 0.0 <= self.threshold < 1.0:
             raise SparseLabError(f"The conversion threshold {self.threshold} is outside [0, 1).")
         self.block_shape  # noqa: B018 (parses the block)
@@ -70,7 +75,11 @@ class TvmRequest:
 
     @property
     def block_shape(self) -> tuple[int, int]:
-        return parse_block(self.block or (WHATIF_BLOCK if self.whatif is not None else PRUNE_BLOCK))
+        if self.block:
+            return parse_block(self.block)
+        if self.precision == "int8":
+            return parse_block(INT8_WHATIF_BLOCK if self.whatif is not None else INT8_PRUNE_BLOCK)
+        return parse_block(WHATIF_BLOCK if self.whatif is not None else PRUNE_BLOCK)
 
     @property
     def shape(self) -> InputShape:
