@@ -4,7 +4,9 @@
 ONNX export, cached as its own artifact (keyed on the export's key and the
 onnxruntime/onnx versions); run like the fp32 engine. No calibration data: the
 activation ranges are measured on every call. Measured on bert-tiny, seq 16:
-cosine with PyTorch fp32 0.99996, max abs error 0.027; quantizing takes 0.3 s.
+cosine with PyTorch fp32 0.99996, max abs error 0.027; quantizing takes 0.3 s. On the
+trained MiniLM (seq 64) it costs more: sentence-embedding cosine 0.966 (worst 0.943),
+though paraphrase retrieval stays at 1.0; NNCF's static int8 keeps 0.995 there.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ cached, keyed on the export, the calibration set and the openvino/nncf versions.
 It is compiled like the default engine; ops NNCF leaves unquantized run at the
 plugin's default precision, reported as e.g. ``int8+bf16``. Measured on
 bert-tiny, seq 16: cosine with PyTorch fp32 0.99999, max abs error 0.026;
-quantizing takes 1.4 s.
+quantizing takes 1.4 s. On the trained MiniLM (seq 64, calibrated on sentences):
+sentence-embedding cosine 0.995 (worst 0.940), paraphrase retrieval 1.0.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 ``torch.set_num_threads(threads)`` and ``torch.inference_mode()``; no artifact (the
 worker loads the model itself). On BERT-base, seq 128, batch 1, 2 threads it is the
-slowest peer by far (benchmarks/peers.py: 4.2x ONNX Runtime fp32 on a host loaded
-~5x over its 2 cores, where every absolute figure was ~25x too slow).
+slowest peer by far: 3.3x ONNX Runtime fp32's median and 15x the fastest peer (NNCF
+int8) in benchmarks/peers.py, run on a host loaded 7-12x over its 2 cores, where
+every absolute figure was 20-30x slower than on a quiet one.
 """
 
 from __future__ import annotations
