@@ -79,7 +79,7 @@ def calibration(tokenizer, n_samples: int = DEFAULT_SAMPLES, seq_len: int = DEFA
     if not pool:
         raise SparseLabError("The calibration text is empty: give some sentences (one per item), or use the "
                              "project corpus (core/data/corpus.txt).")
-    usable = [s for s in pool if len(s.split()) >= 1 and len(tokenizer.tokenize(s)) >= 1]
+    usable = [s for s in pool if any(ch.isalnum() for ch in s)]  # something a tokenizer makes tokens of
     if len(usable) < n_samples:
         raise SparseLabError(f"The calibration text is too short: {len(usable)} usable sentences for "
                              f"{n_samples} samples; give more text or ask for at most {len(usable)} samples.")

@@ -90,12 +90,18 @@ def recipe(sensitivity, speed_gain_per_layer: dict, budget: float) -> dict[str, 
     ``sensitivity``: rows ``{name, sparsity, fidelity_drop}`` (``layer_sensitivity``) or
     ``{layer: {sparsity: drop}}``. ``speed_gain_per_layer``: ``{layer: {sparsity: gain}}`` (e.g. ms saved,
     from ``speed_gains``) or ``{layer: gain per unit sparsity}``. Greedy: repeatedly take the step (one layer
-    to a higher measured sparsity) with the best gain per added drop that still fits the budget. Negative
-    drops count as zero.
+    to a higher measured sparsity) with the best gain per added drop that still fits the budget; the same
+    greedy by plain gain is tried too (it wins when one big step beats many cheap ones), and the better of
+    the two is returned. Negative drops count as zero.
     """
     if budget < 0:
         raise SparseLabError(f"The fidelity budget {budget} is negative: give the drop in mean cosine you accept.")
     drops = _drops(sensitivity)
+    results = [_greedy(drops, speed_gain_per_layer, budget, by_ratio) for by_ratio in (True, False)]
+    return max(results, key=lambda levels: sum(_gain(speed_gain_per_layer, n, s) for n, s in levels.items() if s))
+
+
+def _greedy(drops: dict, gains: dict, budget: float, by_ratio: bool) -> dict[str, float]:
     level = {name: 0.0 for name in drops}
     spent = 0.0
     while True:
@@ -103,23 +109,22 @@ def recipe(sensitivity, speed_gain_per_layer: dict, budget: float) -> dict[str, 
         for name, by_s in drops.items():
             now = level[name]
             now_drop = max(0.0, by_s.get(now, 0.0)) if now else 0.0
-            now_gain = _gain(speed_gain_per_layer, name, now) if now else 0.0
+            now_gain = _gain(gains, name, now) if now else 0.0
             for s, drop in by_s.items():
                 if s <= now:
                     continue
-                added_drop = max(0.0, drop) - now_drop
-                added_gain = _gain(speed_gain_per_layer, name, s) - now_gain
-                if added_gain <= 0 or spent + max(added_drop, 0.0) > budget + 1e-12:
+                added_drop = max(0.0, max(0.0, drop) - now_drop)
+                added_gain = _gain(gains, name, s) - now_gain
+                if added_gain <= 0 or spent + added_drop > budget + 1e-12:
                     continue
-                ratio = added_gain / max(added_drop, 1e-12)
-                key = (ratio, added_gain)
+                key = (added_gain / max(added_drop, 1e-12), added_gain) if by_ratio else (added_gain, -added_drop)
                 if best is None or key > best[0]:
                     best = (key, name, s, added_drop)
         if best is None:
             return level
         _, name, s, added_drop = best
         level[name] = s
-        spent += max(added_drop, 0.0)
+        spent += added_drop
 
 
 def speed_gains(layers: dict[str, tuple[int, int]], sparsities: Iterable[float], block: tuple[int, int] = (16, 1),
