@@ -111,6 +111,10 @@ class ModelSource:
         if self.kind == "config":
             settings = dict(CONFIG_ARCHITECTURES[self.location])
             return transformers.AutoConfig.for_model(settings.pop("model_type", "bert"), **settings)
+        if self.kind == "local" and not (Path(self.location) / "config.json").is_file():
+            # checked first: without config.json, AutoConfig guesses the model type from the folder's name
+            raise SparseLabError(f"Could not load the model in '{self.location}': "
+                                 f"{explain_folder(Path(self.location), transformers.AutoConfig, None)}")
         return self._from_pretrained(transformers.AutoConfig)
 
     def model_type(self) -> str:
@@ -209,7 +213,7 @@ def _check_task(auto, config, task: str) -> None:
                              f"{library_version('transformers')} (tried {auto.__name__}).")
 
 
-def explain_folder(folder: Path, auto, exc: BaseException) -> str:
+def explain_folder(folder: Path, auto, exc: BaseException | None) -> str:
     """Why ``auto.from_pretrained(folder)`` failed, in words: what was tried and what the folder lacks."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -235,7 +239,7 @@ def explain_folder(folder: Path, auto, exc: BaseException) -> str:
                     + f", which this transformers does not know ({tried}; it knows {len(CONFIG_MAPPING.keys())} "
                     "model types such as bert, gpt2, llama); SparseLab never runs a model's own code "
                     "(trust_remote_code), so this architecture needs a transformers version that has it.")
-    return f"{_first_line(exc)} ({tried})"
+    return f"{_first_line(exc) if exc is not None else 'it failed'} ({tried})"
 
 
 def conv1d_to_linear(model) -> list[str]:
