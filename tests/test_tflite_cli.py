@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from core.commands import main
 
 
@@ -8,6 +10,7 @@ def run_json(capsys, *argv) -> tuple[int, dict]:
     return code, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow  # trains and converts
 def test_tflite_prints_accuracy_size_and_latency_per_file(sparselab_home, capsys):
     code, result = run_json(capsys, "tflite", "--model", "digits-cnn", "--prune", "constant:0.5",
                             "--export", "float,int8", "--epochs", "1", "--threads", "1", "--repeats", "3")
@@ -25,6 +28,7 @@ def test_tflite_refuses_xnnpack_on_the_cnn(sparselab_home, capsys):
     assert code == 1 and "XNNPACK latency pruning policy" in result["error"]
 
 
+@pytest.mark.slow  # trains and converts the tiny CNN
 def test_inspect_checks_the_pattern(tiny_cnn, tmp_path, capsys):
     path = tmp_path / "pruned_sparse.tflite"
     path.write_bytes(tiny_cnn.files["sparse"])

@@ -13,6 +13,7 @@ PARAMS = {"model": "digits-cnn", "prune": "mn:2:4", "export": "float,sparse", "e
           "repeats": 3, "warmup": 1}
 
 
+@pytest.mark.slow  # trains and converts
 def test_job_trains_exports_measures_and_records_then_reuses_the_cache(sparselab_home):
     job = resolve_function("tflite")
     seen = []

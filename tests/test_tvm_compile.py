@@ -23,6 +23,7 @@ def _torch_output(model, inputs):
         return model(**inputs)[0].numpy()
 
 
+@pytest.mark.slow  # compiles with TVM
 @pytest.mark.parametrize("block", [(1, 1), (16, 1), None], ids=["bsr-1x1", "bsr-16x1", "dense"])
 def test_compiled_model_matches_pytorch_with_the_same_pruned_weights(tiny_model, module_cache, block):
     magnitude_prune_(tiny_model, 0.9)
@@ -35,6 +36,7 @@ def test_compiled_model_matches_pytorch_with_the_same_pruned_weights(tiny_model,
     np.testing.assert_allclose(compiled.runner().run(inputs), _torch_output(tiny_model, inputs), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # compiles with TVM
 def test_second_request_loads_the_cached_library(tiny_model, tmp_path):
     magnitude_prune_(tiny_model, 0.95)
     options = CompileOptions(SHAPE, threads=1, rewrite=RewriteOptions(block=(1, 1)))
@@ -72,6 +74,7 @@ def test_an_op_tvm_cannot_import_is_named():
         to_relax(exported)
 
 
+@pytest.mark.slow  # compiles with TVM
 def test_tuned_schedules_are_measured_once_and_compile_correctly(tiny_model, tmp_path):
     magnitude_prune_(tiny_model, 0.9)
     cache = ArtifactCache(tmp_path, 10**10)
@@ -90,6 +93,7 @@ def test_tuned_schedules_are_measured_once_and_compile_correctly(tiny_model, tmp
     np.testing.assert_allclose(compiled.runner().run(inputs), _torch_output(tiny_model, inputs), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # compiles with TVM
 def test_token_counts_that_are_not_a_vector_multiple_are_padded(tiny_model, module_cache):
     magnitude_prune_(tiny_model, 0.9)
     shape = InputShape(batch=1, seq_len=12)  # 12 tokens run as 16: full AVX-512 vectors

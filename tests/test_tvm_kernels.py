@@ -35,6 +35,7 @@ def test_bsr_format_matches_scipy(block):
     assert ours.block_sparsity == pytest.approx(0.8, abs=1 / ours.block_count)
 
 
+@pytest.mark.slow  # compiles with TVM
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b[0]}x{b[1]}")
 def test_bsr_kernel_matches_scipy_for_every_schedule(block):
     rng = np.random.default_rng(0)
@@ -57,6 +58,7 @@ def test_to_bsr_refuses_a_block_that_does_not_divide():
         bsr_format.to_bsr(np.ones((10, 8), np.float32), (4, 1))
 
 
+@pytest.mark.slow  # compiles with TVM
 @pytest.mark.parametrize("schedule", [dense_kernel.default_schedule(M, N), dense_kernel.DenseSchedule(16, 4)],
                          ids=lambda s: s.label)
 def test_dense_kernel_matches_numpy(schedule):

@@ -35,6 +35,7 @@ def first_and_second(module_cache, store):
     return estimate(tiny(), cache=module_cache, store=store), estimate(tiny(), cache=module_cache, store=store)
 
 
+@pytest.mark.slow  # compiles and times kernels
 def test_estimates_fall_with_sparsity_and_carry_error_bars(first_and_second):
     result = first_and_second[0]
     assert [(e.sparsity, e.block) for e in result.estimates] == [(s, b) for b in ("1x1", "16x1") for s in SPARSITIES]
@@ -53,6 +54,7 @@ def test_estimates_fall_with_sparsity_and_carry_error_bars(first_and_second):
     assert [s.int8_sparse_bytes for s in sizes] == sorted((s.int8_sparse_bytes for s in sizes), reverse=True)
 
 
+@pytest.mark.slow  # compiles and times kernels
 def test_second_call_is_a_fast_identical_cache_hit(first_and_second):
     first, second = first_and_second
     assert not first.cache_hit and second.cache_hit
@@ -60,6 +62,7 @@ def test_second_call_is_a_fast_identical_cache_hit(first_and_second):
     assert second.estimates == first.estimates and second.sizes == first.sizes
 
 
+@pytest.mark.slow  # compiles the whole model
 def test_check_point_records_the_pair_and_calibrates_later_error_bars(module_cache, store, first_and_second):
     pair = check_point("bert-tiny", 0.9, (16, 1), SEQ_LEN, 1, repeats=5, cache=module_cache, store=store)
     assert pair["measured_ms"] > 0
@@ -76,6 +79,7 @@ def test_check_point_records_the_pair_and_calibrates_later_error_bars(module_cac
     assert after.error_ms == pytest.approx(math.hypot(before.error_ms, before.estimate_ms * abs(pair["rel_error"])))
 
 
+@pytest.mark.slow  # compiles and times kernels
 def test_a_block_that_divides_only_some_layers_keeps_the_others_dense(module_cache, store):
     result = estimate(tiny(sparsities=(0.9,), blocks=((1, 256),)), cache=module_cache, store=store)
     point = result.estimates[0]
@@ -120,6 +124,7 @@ def test_curve_interpolates_in_log_density():
     assert bent.interpolation_error > 0.1 and bent.at(0.92)[1] == pytest.approx(bent.interpolation_error)
 
 
+@pytest.mark.slow  # compiles and times kernels
 def test_whatif_command_prints_the_estimates(capsys):
     code = cli.main(["whatif", "--model", "bert-tiny", "--seq-len", str(SEQ_LEN), "--threads", "1",
                      "--sparsities", "0.8,0.95", "--blocks", "16x1", "--json"])
