@@ -19,6 +19,7 @@ def prune_cli(home: Path, *args: str):
     return proc.returncode, json.loads(proc.stdout)
 
 
+@pytest.mark.slow  # a real pruning job (and fidelity) in a fresh CLI process
 def test_prune_prints_layers_sparsity_fidelity_and_saves_a_loadable_model(sparselab_home, tmp_path):
     target = tmp_path / "out" / "pruned"
     code, data = prune_cli(sparselab_home, "--model", "bert-tiny", "--method", "block", "--sparsity", "0.75",
@@ -63,6 +64,7 @@ def test_existing_save_folder_is_refused(sparselab_home, tmp_path):
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
 
 
+@pytest.mark.slow  # a real pruning job (and fidelity) in a fresh CLI process
 def test_sweep_flag_prints_points(sparselab_home):
     code, data = prune_cli(sparselab_home, "--model", "bert-tiny", "--sweep", "--methods", "magnitude",
                            "--sparsities", "0", "0.9")
