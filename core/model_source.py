@@ -156,9 +156,11 @@ class ModelSource:
         import transformers
 
         if self.kind == "config":
-            if self.model_type() not in MINILM_VOCAB_TYPES:
+            model_type = self.model_type()
+            if model_type not in MINILM_VOCAB_TYPES:
                 return None
-            return transformers.AutoTokenizer.from_pretrained(bundled_model_dir(BUNDLED["minilm"]))
+            extra = {} if model_type == "bert" else {"model_input_names": ["input_ids", "attention_mask"]}
+            return transformers.AutoTokenizer.from_pretrained(bundled_model_dir(BUNDLED["minilm"]), **extra)
         if self.kind in ("local", "bundled") and not any((Path(self.location) / f).is_file()
                                                           for f in TOKENIZER_FILES):
             return None

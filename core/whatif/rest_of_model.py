@@ -38,7 +38,8 @@ LINEAR_KERNEL_PREFIXES = ("bsr_", "dense_")  # names bsr_rewrite gives the kerne
 class LinearInfo:
     name: str
     shape: tuple[int, int]  # (out_features, in_features)
-    pruned: bool  # selected by what-if pruning (core.pruning's default layers); the others stay dense
+    pruned: bool  # selected by what-if pruning (the default selection: the repeated blocks' Linears, found by
+    # structure in any transformers family); the others (embeddings' projections, heads) stay dense
 
 
 @dataclass(frozen=True)
