@@ -148,3 +148,33 @@ def test_a_model_without_tokenizer_gets_random_ids_and_says_so(tiny_model):
     result = prune_model(tiny_model, config)
     assert result.calibration["source"] == "random-token-ids"
     assert result.sparsity == 0.5
+
+
+@pytest.mark.parametrize("args, label", [
+    (["--sparsity", "0.5", "--mn", "2:4"], "sparsegpt 2:4"),
+    (["--sparsity", "0.5", "--block", "16x4"], "sparsegpt 16x4"),
+    (["--sparsity", "0.5"], "sparsegpt"),
+])
+def test_prune_command_plumbs_structure_calibration_and_damping(args, label):
+    import argparse
+
+    from core.commands import prune as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    parsed = parser.parse_args(["--model", "bert-tiny", "--method", "sparsegpt", "--calibration", "8",
+                                "--damping", "0.02", "--no-fidelity", *args])
+    result = command.run(parsed)
+    assert result["label"] == label and result["sparsity"] == 0.5
+    assert result["calibration"]["samples"] == 8
+
+
+def test_prune_command_refuses_both_mn_and_block():
+    import argparse
+
+    from core.commands import prune as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    with pytest.raises(SparseLabError, match="not both"):
+        command.run(parser.parse_args(["--method", "wanda", "--sparsity", "0.5", "--mn", "2:4", "--block", "4x4"]))
