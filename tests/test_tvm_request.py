@@ -40,6 +40,7 @@ def test_block_defaults_follow_the_kind_of_sparse_weights():
     ({"whatif": 0.9, "seq_len": 0}, "must be positive"),
     ({"whatif": 0.9, "threshold": 1.0}, "threshold"),
     ({"whatif": "lots"}, "not a number"),
+    ({"whatif": 0.9, "peers": "onnxruntime-fp32,tensorrt"}, "Unknown peer engine"),
     ({"whatif": 0.9, "precision": "int4"}, "Precision 'int4'"),
 ])
 def test_bad_requests_are_refused_with_a_message(params, message):

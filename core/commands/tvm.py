@@ -30,6 +30,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
                         help="fp32, or int8: dynamic u8 activations x per-row int8 weights (VNNI); "
                              "int8 BSR takes blocks of 4 input columns (16x4, 4x4, 1x4)")
+    parser.add_argument("--peers", default=defaults.peers,
+                        help="dense engines timed beside TVM: all, none (PyTorch eager only), or a comma-separated "
+                             "list of onnxruntime-fp32, onnxruntime-int8, openvino-default, openvino-fp32, "
+                             "openvino-int8")
     parser.add_argument("--sweep", action="store_true", help="also sweep one 768x768 layer over blocks x sparsities")
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from core.artifact_cache import ArtifactCache, default_cache
 from core.errors import SparseLabError
+from core.jobs import NO_PROGRESS, Progress
 from core.peers import engines as registry
 from core.peers.inputs import one_batch, save_batches, sentence_batches, timing_inputs, unbatch
 from core.peers.model_ref import ModelRef, model_ref
@@ -34,8 +35,6 @@ from core.peers.pool import DEFAULT_PAUSE_S, Call, WorkerPool, WorkerSpec
 from core.peers.summary import quiet_rounds, sentence_fidelity, summarise, token_agreement
 from core.timing import thread_count
 from core.tvm.relax_import import InputShape
-
-Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ class PeerResult:
     cache_hit: bool | None
     prepare_s: float
     load_s: float
+    timing: dict | None = None  # core.timing.Timing.as_dict() of every timed call
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +81,9 @@ class PeerReport:
     fidelity_basis: str | None
     seconds: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # SparseLab's own builds timed in the same rounds (TVM dense and sparse): {engine, precision, ms, std_ms,
+    # p10_ms, p90_ms, quiet_ms, min_ms, calls, timing}; not peers, so never the best peer
+    extra: tuple[dict, ...] = field(default_factory=tuple)
 
     def result(self, engine: str) -> PeerResult:
         return next(r for r in self.results if r.engine == engine)
@@ -88,7 +91,8 @@ class PeerReport:
     def as_dict(self) -> dict:
         data = asdict(self)
         data.update(results=[r.as_dict() for r in self.results], skipped=list(self.skipped),
-                    order=list(self.order), quiet_rounds=list(self.quiet_rounds), notes=list(self.notes))
+                    order=list(self.order), quiet_rounds=list(self.quiet_rounds), notes=list(self.notes),
+                    extra=list(self.extra))
         return data
 
 
@@ -152,11 +156,13 @@ def _check_outputs(worker, reference: _Reference, inputs: dict, workdir: Path) -
 def measure_peers(model, *, seq_len: int = 128, batch: int = 1, threads: int = 2, engines=None, rounds: int = 5,
                   calls_per_round: int = 10, warmup: int = 3, fidelity: bool = True,
                   pause_s: float = DEFAULT_PAUSE_S, cache: ArtifactCache | None = None,
-                  progress: Progress | None = None) -> PeerReport:
+                  progress: Progress = NO_PROGRESS, extra: Sequence[WorkerSpec] = ()) -> PeerReport:
     """Time every peer engine on ``model`` (a model name, a folder, or a transformers model) at
     ``batch`` x ``seq_len`` with ``threads`` threads each, in ``rounds`` interleaved rounds of
-    ``calls_per_round`` calls; score each against PyTorch fp32. Failures land in ``skipped``."""
-    progress = progress or (lambda fraction, message: None)
+    ``calls_per_round`` calls; score each against PyTorch fp32. Failures land in ``skipped``.
+
+    ``extra`` workers (SparseLab's own builds, kind ``tvm``) are timed in the same interleaved rounds and
+    reported in ``extra``; their correctness is their caller's to check."""
     began = time.perf_counter()
     if threads < 1 or rounds < 1 or calls_per_round < 1:
         raise SparseLabError("Threads, rounds and calls per round must each be at least 1.")
@@ -185,6 +191,7 @@ def measure_peers(model, *, seq_len: int = 128, batch: int = 1, threads: int = 2
 
         specs = [WorkerSpec(name=engine.name, kind="engine",
                             payload={"engine_class": registry.class_path(engine)}) for engine in runnable]
+        specs += list(extra)
         common = {"model": ref.as_dict(), "shape": {"batch": batch, "seq_len": seq_len}, "warmup": warmup,
                   "inputs": str(workdir / "timing.npz"),
                   "cache": {"root": str(cache.root), "cap_bytes": cache.cap_bytes}}
@@ -192,7 +199,9 @@ def measure_peers(model, *, seq_len: int = 128, batch: int = 1, threads: int = 2
             progress(0.05, f"preparing {len(specs)} engines (export, quantization, warm-up)")
             loaded = pool.load(common, progress=lambda message: progress(0.1, message))
             checks = {}
-            for index, (name, worker) in enumerate(pool.alive().items()):
+            peers_alive = [(name, worker) for name, worker in pool.alive().items()
+                           if name not in {spec.name for spec in extra}]
+            for index, (name, worker) in enumerate(peers_alive):
                 progress(0.4 + 0.1 * index / max(1, len(specs)), f"checking {name} against PyTorch fp32")
                 try:
                     checks[name] = _check_outputs(worker, reference, inputs, workdir)
@@ -219,7 +228,17 @@ def measure_peers(model, *, seq_len: int = 128, batch: int = 1, threads: int = 2
             p90_ms=summary.p90_ms, quiet_ms=summary.timing.quiet_ms, min_ms=summary.timing.min_ms,
             calls=summary.timing.repeats, rounds=summary.rounds, **checks[engine.name],
             size_bytes=_artifact_bytes(info["artifacts"]), cache_hit=info["cache_hit"],
-            prepare_s=info["prepare_s"], load_s=info["load_s"]))
+            prepare_s=info["prepare_s"], load_s=info["load_s"], timing=summary.timing.as_dict()))
+    extra_results = []
+    for spec in extra:
+        if spec.name in alive:
+            summary = summarise([c for c in calls if c.worker == spec.name], quiet=quiet, warmup=warmup,
+                                threads=threads)
+            extra_results.append({"engine": spec.name, "precision": loaded[spec.name]["precision"],
+                                  "ms": summary.timing.median_ms, "std_ms": summary.timing.std_ms,
+                                  "p10_ms": summary.p10_ms, "p90_ms": summary.p90_ms,
+                                  "quiet_ms": summary.timing.quiet_ms, "min_ms": summary.timing.min_ms,
+                                  "calls": summary.timing.repeats, "timing": summary.timing.as_dict()})
     progress(1.0, "done")
     return PeerReport(
         model=ref.label, seq_len=seq_len, batch=batch, threads=threads, rounds=rounds,
@@ -227,7 +246,7 @@ def measure_peers(model, *, seq_len: int = 128, batch: int = 1, threads: int = 2
         best_peer=min(results, key=lambda r: r.ms).engine if results else None, skipped=tuple(skipped),
         order=tuple(_turn(call) for call in calls), quiet_rounds=tuple(quiet),
         fidelity_basis="sentence pairs (core/data/sentence_pairs.json)" if reference.sentences else None,
-        seconds=time.perf_counter() - began, notes=_notes(ref, fidelity, reference))
+        seconds=time.perf_counter() - began, notes=_notes(ref, fidelity, reference), extra=tuple(extra_results))
 
 
 def _artifact_bytes(artifacts: dict) -> int | None:

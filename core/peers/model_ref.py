@@ -10,6 +10,7 @@ once: an engine whose artifacts are already cached never loads it at all.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 from dataclasses import asdict, dataclass
@@ -76,7 +77,12 @@ def model_ref(model, workdir: Path) -> ModelRef:
         return ModelRef(label=model, location=model, fingerprint=source.fingerprint(),
                         vocab_size=source.load_config().vocab_size, has_tokenizer=_has_tokenizer(source))
     folder = Path(workdir) / "model"
+    config = getattr(model, "config", None)
+    before = copy.deepcopy(config.__dict__) if config is not None else None
     model.save_pretrained(folder)
+    if config is not None:  # save_pretrained writes `architectures` into the caller's config: put it back, or the
+        config.__dict__.clear()  # model's fingerprint (a TVM cache key) changes once its peers were measured
+        config.__dict__.update(before)
     label = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
     return ModelRef(label=label, location=str(folder), task=task_of(model), vocab_size=model.config.vocab_size,
                     fingerprint={"state": state_digest(model), "class": type(model).__name__})

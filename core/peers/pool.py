@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.jobs import NO_PROGRESS, Progress
 from core.settings import REPO_ROOT
 
 LOAD_TIMEOUT_S = 1800.0  # NNCF on BERT-large at seq 512 takes minutes
@@ -202,7 +203,7 @@ class WorkerPool:
         return replies
 
     def rounds(self, *, rounds: int, calls: int, pause_s: float = DEFAULT_PAUSE_S, warm_calls: int = ROUND_WARMUP,
-               progress: Callable[[float, str], None] = lambda fraction, message: None) -> list[Call]:
+               progress: Progress = NO_PROGRESS) -> list[Call]:
         """``rounds`` x every live worker's ``calls`` timed calls (after ``warm_calls`` untimed ones), interleaved;
         the calls in time order."""
         record: list[Call] = []

@@ -56,12 +56,8 @@ def summarise(calls: list[Call], *, quiet: list[int], warmup: int, threads: int)
             quiet_positions.extend(range(len(samples), len(samples) + len(call.times_ms)))
         samples.extend(call.times_ms)
     timing = Timing.of(samples, warmup=warmup, threads=threads, quiet=quiet_positions or None)
-    if len(samples) > 1:
-        cuts = statistics.quantiles(samples, n=10, method="inclusive")
-        p10, p90 = cuts[0], cuts[-1]
-    else:
-        p10 = p90 = samples[0]
-    return LatencySummary(timing=timing, p10_ms=p10, p90_ms=p90, rounds=len({c.round for c in calls}))
+    return LatencySummary(timing=timing, p10_ms=timing.p10_ms, p90_ms=timing.p90_ms,
+                          rounds=len({c.round for c in calls}))
 
 
 def token_agreement(reference: np.ndarray, output: np.ndarray, attention_mask: np.ndarray) -> dict:

@@ -34,7 +34,7 @@ import time
 import traceback
 from pathlib import Path
 
-LOADERS = {"engine": "core.peers.worker:load_engine"}
+LOADERS = {"engine": "core.peers.worker:load_engine", "tvm": "core.tvm.timed_runner:load_tvm"}
 
 
 def load_engine(message: dict):

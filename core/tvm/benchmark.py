@@ -1,9 +1,12 @@
-"""PyTorch eager vs TVM dense vs TVM BSR on the same cores: compile both, check both, time all three.
+"""TVM dense and TVM BSR against the engines a user would run instead, on the same cores.
 
-Every latency goes through ``core.timing.measure`` with the same thread count;
-the three are measured one after the other in one process (medians of
-``repeats`` runs after ``warmup``), so on a shared machine compare ratios from
-one run, not absolute times across runs.
+Both TVM builds are compiled and checked against PyTorch here; then every engine is timed in
+a process of its own (core/peers: PyTorch eager, ONNX Runtime fp32 and int8, OpenVINO default
+and int8, and the two TVM libraries), in rounds interleaved across engines, so the host's
+drift hits all of them alike and no engine is ever timed beside another's thread pool. Before,
+PyTorch was timed in the process where TVM's pool had run: 182 ms with a huge spread, against
+171 +- 3 ms alone. Headline speedups are against the fastest peer (``best_peer``), PyTorch
+eager being one more peer.
 
 ``precision="int8"`` compiles both TVM builds with the int8 kernels; int8 cannot
 match PyTorch to 1e-4, so ``allclose`` then means: the mean cosine over output rows
@@ -13,20 +16,22 @@ against the fp32 PyTorch model with the same weights is >= 0.99 (``allclose_rule
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import SparseLabError
 from core.jobs import NO_PROGRESS, Progress, stage
-from core.timing import Timing, measure
+from core.timing import Timing
 from core.tvm.bsr_rewrite import DEFAULT_THRESHOLD, RewriteOptions
 from core.tvm.compile import CompiledModel, CompileOptions, compile_model
 from core.tvm.relax_import import InputShape, example_inputs
-from core.tvm.target import measure_tvm
 
 ATOL = RTOL = 1e-4
+TIMING_ROUNDS = 5  # interleaved rounds; each engine's ``repeats`` calls are spread over them
+TVM_WORKER = "sparselab-tvm"
 INT8_MIN_COSINE = 0.99
 
 
@@ -44,6 +49,17 @@ class Comparison:
     precision: str = "fp32"
     cosine_vs_fp32: float | None = None  # TVM BSR vs PyTorch fp32 on the sparse model: mean cosine over rows
     dense_cosine_vs_fp32: float | None = None
+    peers: dict | None = None  # PeerReport.as_dict() of the run that timed everything (core/peers)
+
+    @property
+    def peer_rows(self) -> list[dict]:
+        return [{key: result[key] for key in ("engine", "precision", "ms", "std_ms", "p10_ms", "p90_ms",
+                                              "cosine_vs_fp32")} for result in (self.peers or {}).get("results", [])]
+
+    @property
+    def best_peer(self) -> dict | None:
+        rows = self.peer_rows
+        return min(rows, key=lambda row: row["ms"]) if rows else None
 
     @property
     def allclose_rule(self) -> str:
@@ -52,7 +68,14 @@ class Comparison:
 
     def as_dict(self) -> dict:
         base = self.torch_dense.median_ms
+        best = self.best_peer
         return {
+            "peers": self.peer_rows, "best_peer": best["engine"] if best else None,
+            "best_peer_ms": best["ms"] if best else None,
+            "speedup_vs_best_peer": best["ms"] / self.tvm_sparse.median_ms if best else None,
+            "dense_vs_best_peer": best["ms"] / self.tvm_dense.median_ms if best else None,
+            "skipped_peers": list((self.peers or {}).get("skipped", [])),
+            "timing_rounds": (self.peers or {}).get("rounds"),
             "torch_dense_ms": self.torch_dense.median_ms, "tvm_dense_ms": self.tvm_dense.median_ms,
             "tvm_sparse_ms": self.tvm_sparse.median_ms,
             "torch_dense_std_ms": self.torch_dense.std_ms, "tvm_dense_std_ms": self.tvm_dense.std_ms,
@@ -100,39 +123,51 @@ def peak_rss() -> Iterator[list]:
 
 def compare(dense_model, sparse_model, *, shape: InputShape, threads: int, block: tuple[int, int],
             threshold: float = DEFAULT_THRESHOLD, tune: bool = False, repeats: int = 20, warmup: int = 3,
-            name: str = "model", cache=None, progress: Progress = NO_PROGRESS, precision: str = "fp32") -> Comparison:
-    """Time PyTorch eager on ``dense_model``, TVM dense on it, TVM BSR on ``sparse_model`` (already pruned);
-    ``precision`` ("fp32" or "int8") applies to both TVM builds."""
-    import torch
+            name: str = "model", cache=None, progress: Progress = NO_PROGRESS, precision: str = "fp32",
+            peers: Sequence[str] | None = ()) -> Comparison:
+    """Compile and check TVM dense on ``dense_model`` and TVM BSR on ``sparse_model`` (already pruned), then time
+    them with the peer engines ``peers`` (None: every registered engine; PyTorch eager is always one) in
+    interleaved rounds, ``repeats`` timed calls per engine. ``precision`` ("fp32" or "int8") applies to both
+    TVM builds."""
+    from core.peers.measure import measure_peers
+    from core.peers.pool import WorkerSpec
 
     with peak_rss() as peak:
         dense = compile_model(dense_model, CompileOptions(shape, threads, RewriteOptions(block=None,
                                                                                          precision=precision)),
-                              name=name, cache=cache, progress=stage(progress, 0.0, 0.35))
+                              name=name, cache=cache, progress=stage(progress, 0.0, 0.3))
         sparse = compile_model(sparse_model, CompileOptions(shape, threads, RewriteOptions(block, threshold,
                                                                                            precision=precision), tune),
-                               name=name, cache=cache, progress=stage(progress, 0.35, 0.7))
+                               name=name, cache=cache, progress=stage(progress, 0.3, 0.6))
+    progress(0.6, "checking both builds against PyTorch")
     inputs = example_inputs(shape, dense_model.config.vocab_size)
-    sparse_runner, dense_runner = sparse.runner(), dense.runner()
-    checks = [_check(runner, model, inputs, precision) for runner, model in ((sparse_runner, sparse_model),
-                                                                               (dense_runner, dense_model))]
+    checks = [_check(compiled.runner(), model, inputs, precision)
+              for compiled, model in ((sparse, sparse_model), (dense, dense_model))]
+    engines = list(dict.fromkeys(["pytorch", *(PEER_ENGINES() if peers is None else peers)]))
+    rounds = min(TIMING_ROUNDS, repeats)
+    tvm_workers = [WorkerSpec(name=f"{TVM_WORKER}-{kind}", kind="tvm",
+                              payload={"library": str(compiled.path), "precision": f"tvm {precision}"})
+                   for kind, compiled in (("dense", dense), ("sparse", sparse))]
+    report = measure_peers(dense_model, seq_len=shape.seq_len, batch=shape.batch, threads=threads, engines=engines,
+                           rounds=rounds, calls_per_round=-(-repeats // rounds), warmup=warmup,
+                           fidelity=len(engines) > 1, cache=cache, extra=tvm_workers,
+                           progress=stage(progress, 0.65, 1.0)).as_dict()
+    timed = {row["engine"]: Timing(**row["timing"]) for row in report["extra"]}
+    missing = [spec.name for spec in tvm_workers if spec.name not in timed]
+    if missing or not any(r["engine"] == "pytorch" for r in report["results"]):
+        reasons = "; ".join(f"{s['engine']}: {s['reason']}" for s in report["skipped"])
+        raise SparseLabError(f"Timing failed for {', '.join(missing) or 'pytorch'}: {reasons}")
+    torch_row = next(r for r in report["results"] if r["engine"] == "pytorch")
+    torch_timing = Timing(**torch_row["timing"])
+    return Comparison(torch_timing, timed[f"{TVM_WORKER}-dense"], timed[f"{TVM_WORKER}-sparse"], dense, sparse,
+                      all(ok for ok, _, _ in checks), checks[0][1], checks[1][1], peak[0], precision, checks[0][2],
+                      checks[1][2], report)
 
-    def torch_dense():
-        with torch.no_grad():
-            dense_model(**inputs)
 
-    sparse_args, dense_args = sparse_runner.to_device(inputs), dense_runner.to_device(inputs)
-    progress(0.75, "timing PyTorch (dense)")
-    torch_timing = measure(torch_dense, threads=threads, repeats=repeats, warmup=warmup)
-    progress(0.85, "timing TVM dense")
-    dense_timing = measure_tvm(lambda: dense_runner.run_device(dense_args), threads=threads, repeats=repeats,
-                           warmup=warmup)
-    progress(0.95, "timing TVM sparse")
-    sparse_timing = measure_tvm(lambda: sparse_runner.run_device(sparse_args), threads=threads, repeats=repeats,
-                            warmup=warmup)
-    progress(1.0, "done")
-    return Comparison(torch_timing, dense_timing, sparse_timing, dense, sparse, all(ok for ok, _, _ in checks),
-                      checks[0][1], checks[1][1], peak[0], precision, checks[0][2], checks[1][2])
+def PEER_ENGINES() -> list[str]:  # noqa: N802 (the registry's engines, read when asked)
+    from core.peers import engines
+
+    return list(engines.ENGINES)
 
 
 def cosine_rows(actual: np.ndarray, expected: np.ndarray) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.jobs import NO_PROGRESS, Progress, stage
 from core.model_source import resolve
+from core.peers.jobs import record_peer_runs
 from core.pruning.apply import pruned_copy
 from core.pruning.block import format_block
 from core.pruning.stats import linear_sparsity
@@ -56,12 +57,17 @@ def tvm_job(params: dict, progress: Progress = NO_PROGRESS, store: RunStore | No
     comparison = compare(
         dense_model, sparse_model, shape=request.shape, threads=request.threads, block=block,
         threshold=request.threshold, tune=request.tune, repeats=request.repeats, warmup=request.warmup,
-        name=source.name, progress=stage(progress, 0.05, 0.9), precision=request.precision)
+        name=source.name, progress=stage(progress, 0.05, 0.9), precision=request.precision,
+        peers=request.peer_engines)
     block_label, sparsity = format_block(block), linear_sparsity(sparse_model)
     result = {**comparison.as_dict(), "model": source.name, "block": block_label, "seq_len": request.seq_len,
               "sparsity": sparsity}
-    result["run_ids"] = record_runs(store or default_store(), comparison, model=source.name, block=block_label,
+    store = store or default_store()
+    result["run_ids"] = record_runs(store, comparison, model=source.name, block=block_label,
                                     sparsity=sparsity, settings=request.as_params())
+    others = {**comparison.peers, "results": [r for r in comparison.peers["results"] if r["engine"] != "pytorch"],
+              "model": source.name}  # PyTorch eager is recorded above, as the tvm kind's dense baseline
+    result["peer_run_ids"] = record_peer_runs(store, others, {**request.as_params(), "with": "tvm"})
     if request.sweep:
         progress(0.9, "sweeping block shapes and sparsities")
         result["sweep"] = [point.as_dict() for point in sweep(threads=request.threads)]

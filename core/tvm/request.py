@@ -38,6 +38,9 @@ class TvmRequest:
     tune: bool = False
     sweep: bool = False
     precision: str = "fp32"  # "int8": dynamic u8 activations x int8 weights (VNNI); blocks of 4 columns for BSR
+    # the dense engines timed beside TVM (core/peers), comma-separated or a list; "all" (every registered one)
+    # or "none" (PyTorch eager alone, which is always timed)
+    peers: str = "all"
 
     @classmethod
     def from_params(cls, params: dict) -> TvmRequest:
@@ -70,6 +73,7 @@ class TvmRequest:
             raise SparseLabError(f"Precision '{self.precision}' is not one of {', '.join(PRECISIONS)}.")
         if not 0.0 <= self.threshold < 1.0:
             raise SparseLabError(f"The conversion threshold {self.threshold} is outside [0, 1).")
+        self.peer_engines  # noqa: B018 (refuses unknown engines)
         self.block_shape  # noqa: B018 (parses the block)
         self.prune_config()  # a bad pruning is refused before the model loads
 
@@ -80,6 +84,23 @@ class TvmRequest:
         if self.precision == "int8":
             return parse_block(INT8_WHATIF_BLOCK if self.whatif is not None else INT8_PRUNE_BLOCK)
         return parse_block(WHATIF_BLOCK if self.whatif is not None else PRUNE_BLOCK)
+
+    @property
+    def peer_engines(self) -> tuple[str, ...] | None:
+        """None for every registered engine; otherwise the named ones (PyTorch eager is added by compare)."""
+        from core.peers import engines
+
+        text = ",".join(self.peers) if isinstance(self.peers, (list, tuple)) else str(self.peers)
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        if names in ((), ("all",)):
+            return None
+        if names == ("none",):
+            return ()
+        unknown = [n for n in names if n not in engines.ENGINES]
+        if unknown:
+            raise SparseLabError(f"Unknown peer engine(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(engines.ENGINES)}, or all / none.")
+        return names
 
     @property
     def shape(self) -> InputShape:
