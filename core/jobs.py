@@ -64,7 +64,7 @@ def _kinds(package: str, **jobs: tuple[bool, float]) -> dict[str, JobKind]:
 # job name -> where it lives, whether it times something (then it holds a whole worker), its memory (GB).
 # A feature package lists its jobs here; peaks measured on BERT-base (a dense TVM compile: 5-6 GB).
 JOBS: dict[str, JobKind] = {
-    **_kinds("pruning", prune=(False, 3), prune_sweep=(False, 3)),
+    **_kinds("pruning", prune=(False, 3), prune_sweep=(False, 3), sensitivity=(False, 3)),
     **_kinds("storage", store=(True, 3), store_verify=(False, 2)),
     **_kinds("tflite", tflite=(True, 3)),
     **_kinds("tvm", tvm=(True, 6)),

@@ -23,6 +23,7 @@ COMMANDS = {
     "store": "core.commands.store",
     "load": "core.commands.load",
     "prune": "core.commands.prune",
+    "sensitivity": "core.commands.sensitivity",
     "tflite": "core.commands.tflite",
     "tflite-inspect": "core.commands.tflite_inspect",
     "tvm": "core.commands.tvm",
