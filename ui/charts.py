@@ -174,3 +174,17 @@ def whatif_sizes(sizes: list[dict]) -> go.Figure:
     figure.update_layout(xaxis_title="sparsity", yaxis_title="MB", height=440,
                          legend={"orientation": "h", "y": 1.15}, margin={"t": 60})
     return figure
+
+
+def sensitivity_heatmap(layers: list[dict], title: str) -> go.Figure:
+    """Fidelity drop (1 - mean cosine vs dense) when only one layer is pruned: layers down, sparsities across."""
+    names = list(dict.fromkeys(row["name"] for row in layers))
+    sparsities = sorted({row["sparsity"] for row in layers})
+    drop = {(row["name"], row["sparsity"]): row["fidelity_drop"] for row in layers}
+    figure = go.Figure(go.Heatmap(
+        z=[[drop.get((name, s)) for s in sparsities] for name in names], x=[f"{s:.0%}" for s in sparsities],
+        y=names, colorscale="Reds", colorbar={"title": "drop"},
+        hovertemplate="%{y} at %{x}: fidelity drop %{z:.4f}<extra></extra>"))
+    figure.update_layout(title=title, height=max(360, 14 * len(names) + 120), margin={"t": 50, "l": 260},
+                         yaxis={"autorange": "reversed", "tickfont": {"size": 9}}, xaxis_title="sparsity of that layer")
+    return figure

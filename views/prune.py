@@ -9,7 +9,7 @@ from core.pruning.selection import linear_layers
 from core.pruning.session import DEFAULT_MODEL
 from core.pruning.stats import heatmap, layer_sparsities
 from core.pruning.sweep import METHOD_SPEC_CHOICES, METHOD_SPECS, SPARSITIES, SPARSITY_CHOICES, recorded_curves
-from ui.charts import fidelity_curves, layer_sparsity_bars, nonzero_heatmap
+from ui.charts import fidelity_curves, layer_sparsity_bars, nonzero_heatmap, sensitivity_heatmap
 from ui.handoffs import handoff_links
 from ui.jobs import job_status, start_job
 from ui.models import loaded_model, model_picker
@@ -102,3 +102,27 @@ if curves:
                     width="stretch")
 else:
     st.info(f"No sweep of {shown_model} recorded yet: run one above.")
+
+st.divider()
+st.subheader("Which layers can give up weights")
+st.markdown("Each Linear layer pruned alone, the rest dense: how much fidelity (1 - mean cosine against the dense "
+            "model on the paraphrase set) that layer costs at each sparsity. Robust layers can be pruned harder; "
+            "the fragile ones decide how far a uniform pruning can go.")
+with st.form("sensitivity"):
+    cols = st.columns([1, 2, 1])
+    with cols[0]:
+        sensitivity_model = model_picker("sensitivity", default=DEFAULT_MODEL, url_param=None)
+    sensitivity_sparsities = cols[1].multiselect("Sparsities", SPARSITY_CHOICES[1:], default=[0.5, 0.9],
+                                                 key="sensitivity-sparsities")
+    sensitivity_method = cols[2].selectbox("Method", METHODS, key="sensitivity-method")
+    if st.form_submit_button("Measure layer by layer", key="sensitivity-submit") and sensitivity_model \
+            and sensitivity_sparsities:
+        start_job("sensitivity", {"model": sensitivity_model, "sparsities": sorted(sensitivity_sparsities),
+                                  "method": sensitivity_method},
+                  label=f"Layer sensitivity of {sensitivity_model}")
+sensitivity = job_status("sensitivity")
+if sensitivity and sensitivity.status == "done":
+    st.plotly_chart(sensitivity_heatmap(sensitivity.result["layers"],
+                                        f"{sensitivity.result['model']}: fidelity drop per layer "
+                                        f"({sensitivity.result['method']})"), width="stretch")
+
