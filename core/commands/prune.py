@@ -58,6 +58,10 @@ def add_arguments(parser) -> None:
                         help="with --sweep: magnitude, magnitude:global, block:16x1, mn:2:4, random:16x1")
     parser.add_argument("--sparsities", nargs="+", type=float, default=list(SPARSITIES),
                         help="with --sweep: the sparsities of each curve")
+    parser.add_argument("--recover", action="store_true",
+                        help="recover by distillation from the dense model (core/recovery) for --minutes")
+    parser.add_argument("--minutes", type=float, default=15.0, help="with --recover: the training time budget")
+    parser.add_argument("--lr", type=float, help="with --recover: peak learning rate (default 2e-4)")
 
 
 def run(args) -> dict:
@@ -71,6 +75,12 @@ def run(args) -> dict:
             raise SparseLabError("--sweep measures fidelity and saves nothing: drop --save and --no-fidelity.")
         shared = {k: params[k] for k in ("norm", "patterns", "exclude", "seed")}
         return run_sweep(args.model, args.methods, args.sparsities, args.task, shared)
+    if args.recover:
+        from core.recovery.jobs import recover_job
+
+        return recover_job({"model": args.model, "method": args.method, "sparsity": args.sparsity, "block": args.block,
+                            "mn": args.mn, "scope": args.scope, "seed": args.seed, "minutes": args.minutes,
+                            "lr": args.lr, "save": args.save})
     config = PruneConfig.from_params(params)
     return prune_and_measure(args.model, config, args.task, score=not args.no_fidelity, save=args.save)
 

@@ -1,0 +1,304 @@
+"""The recovery training loop: a pruned student learns the dense teacher's sentence embeddings, on CPU.
+
+Teacher: the dense model (no grad). Student: a copy whose selected Linear layers carry keep-masks. Masks are
+recomputed at the schedule's steps with the request's method (magnitude scores or block norms of the
+student's current weights; m:n and data-aware methods set them once, before training) and HELD: masked
+gradients are zeroed before every optimizer step and the masks are applied again after it, so a pruned
+weight stays exactly zero.
+
+Loss: ``cosine_weight * (1 - cos(student embedding, teacher embedding))`` on the mean-pooled, normalised
+embeddings ``core.fidelity`` scores, plus ``hidden_weight *`` the mean over layers of each hidden state's MSE
+(real tokens only) divided by the teacher's mean square there, plus ``relation_weight *`` the MSE of the
+in-batch similarity matrices. AdamW, linear warmup, cosine decay to 10% of the peak rate.
+
+The run stops at the time budget (or at ``steps``). A checkpoint (student, optimizer, step, masks, schedule,
+time spent) is written every ``CHECKPOINT_STEPS`` steps or ``CHECKPOINT_SECONDS``, in one ``os.replace`` of a
+finished, fsynced file, so a cancel (``core.jobs.JobCancelled`` from SIGTERM or from progress) leaves the last
+checkpoint whole, and ``resume`` continues it: same step count, the rest of the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.jobs import NO_PROGRESS, Progress
+from core.pruning.apply import PruneConfig, plan
+from core.pruning.methods import get_method
+from core.recovery.request import RecoveryRequest
+from core.recovery.schedule import PolynomialSchedule
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_STEPS = 200
+CHECKPOINT_SECONDS = 60.0
+PROBE_STEPS = 3  # steps timed before a clock-budgeted run fits its schedule to the budget
+SAFETY = 0.9  # a clock-budgeted schedule is fitted to this share of the steps the budget seems to allow
+MASK_UPDATES = 16  # about this many mask updates over the schedule when ``frequency`` is automatic
+MIN_LR_SHARE = 0.1
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float  # training time, over every resumed part
+    final_loss: float | None
+    schedule: dict
+    total_steps: int
+    sparsity: float  # the masks' sparsity over the selected layers at the end
+    resumed_from: int = 0  # the step the run continued from (0: a fresh start)
+    forced_final: bool = False  # the budget ended before the schedule did: the final masks were set at the end
+    losses: list = field(default_factory=list)  # (step, loss) of every step
+
+    def summary(self) -> dict:
+        return {"steps": self.steps, "minutes": round(self.seconds / 60.0, 2), "final_loss": self.final_loss,
+                "schedule": self.schedule, "total_steps": self.total_steps, "sparsity": self.sparsity,
+                "resumed_from": self.resumed_from, "forced_final": self.forced_final}
+
+
+# ------------------------------------------------------------------------------------------------- masks
+def compute_masks(layers: dict, config: PruneConfig, sparsity: float) -> dict:
+    """Keep-masks of ``layers`` ({name: Linear}) at ``sparsity`` by ``config``'s method, from current weights."""
+    from dataclasses import replace
+
+    import torch
+
+    method = get_method(config.method)
+    if method.needs_calibration or method.sets_own_sparsity:  # one-shot: the zeros already there are the mask
+        return {name: module.weight.detach() != 0 for name, module in layers.items()}
+    if sparsity <= 0:
+        return {name: torch.ones_like(module.weight, dtype=torch.bool) for name, module in layers.items()}
+    weights = [module.weight.detach() for module in layers.values()]
+    masks = method.keep_masks(weights, replace(config, sparsity=float(sparsity)))
+    return dict(zip(layers, masks))
+
+
+def apply_masks(layers: dict, masks: dict) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, module in layers.items():
+            module.weight.mul_(masks[name])
+
+
+def mask_sparsity(masks: dict) -> float:
+    total = sum(m.numel() for m in masks.values())
+    kept = sum(int(m.sum()) for m in masks.values())
+    return 1.0 - kept / total if total else 0.0
+
+
+# ------------------------------------------------------------------------------------------------- text
+def batch_texts(sentences: list[str], step: int, batch: int, seed: int, augment: float) -> list[str]:
+    """Step ``step``'s sentences: a seeded shuffle per pass over the text, a share of them altered. The same
+    step always gets the same batch, so a resumed run sees what an uninterrupted one would have."""
+    per_epoch = max(1, len(sentences) // batch)
+    epoch, index = divmod(step, per_epoch)
+    order = list(range(len(sentences)))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    chosen = [sentences[i] for i in order[index * batch:(index + 1) * batch]]
+    rng = random.Random(seed * 7_919 + step)
+    return [_augment(s, sentences, rng) if rng.random() < augment else s for s in chosen]
+
+
+def _augment(sentence: str, sentences: list[str], rng: random.Random) -> str:
+    words = sentence.split()
+    kind = rng.random()
+    if kind < 0.4:  # join with another sentence: longer inputs, new contexts
+        return f"{sentence} {rng.choice(sentences)}"
+    if kind < 0.8 and len(words) > 3:  # drop some words
+        kept = [w for w in words if rng.random() > 0.15]
+        return " ".join(kept or words)
+    start = rng.randrange(len(words))  # a rotated span: unusual orders the teacher still answers
+    return " ".join(words[start:] + words[:start])
+
+
+# ------------------------------------------------------------------------------------------------- loss
+def _mean_pool(hidden, mask):
+    import torch
+
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def distill_loss(student_out, teacher_out, attention_mask, request: RecoveryRequest):
+    """(loss tensor, its parts as floats)."""
+    s_hidden, t_hidden = student_out.hidden_states, teacher_out.hidden_states
+    s_emb, t_emb = _mean_pool(s_hidden[-1], attention_mask), _mean_pool(t_hidden[-1], attention_mask)
+    parts = {}
+    loss = 0.0
+    if request.cosine_weight:
+        cosine = 1.0 - (s_emb * t_emb).sum(dim=-1).mean()
+        loss = loss + request.cosine_weight * cosine
+        parts["cosine"] = float(cosine)
+    if request.hidden_weight:
+        real = attention_mask.bool()
+        terms = []
+        for s, t in zip(s_hidden[1:], t_hidden[1:]):  # every block's output (the embeddings are not pruned)
+            t_real = t[real]
+            terms.append((s[real] - t_real).pow(2).mean() / t_real.pow(2).mean().clamp(min=1e-6))
+        hidden = sum(terms) / len(terms)
+        loss = loss + request.hidden_weight * hidden
+        parts["hidden"] = float(hidden)
+    if request.relation_weight:
+        relation = (s_emb @ s_emb.T - t_emb @ t_emb.T).pow(2).mean()
+        loss = loss + request.relation_weight * relation
+        parts["relation"] = float(relation)
+    return loss, parts
+
+
+def learning_rate(request: RecoveryRequest, step: int, total_steps: int) -> float:
+    warmup = max(1, round(request.warmup * total_steps))
+    if step < warmup:
+        return request.lr * (step + 1) / warmup
+    done = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return request.lr * (MIN_LR_SHARE + (1 - MIN_LR_SHARE) * 0.5 * (1 + math.cos(math.pi * done)))
+
+
+# ------------------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically: a temp file beside it, fsynced, renamed over it, dir fsynced."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(temp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        descriptor = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    import torch
+
+    path = Path(path)
+    for stray in path.parent.glob(f".{path.name}.tmp-*"):  # a write the process was killed in the middle of
+        stray.unlink(missing_ok=True)
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+# ------------------------------------------------------------------------------------------------- training
+def _fit_schedule(request: RecoveryRequest, total_steps: int) -> PolynomialSchedule:
+    sparsity = request.target_sparsity
+    if request.one_shot:
+        return PolynomialSchedule.one_shot(sparsity)
+    end = max(1, round(request.end_fraction * total_steps))
+    frequency = request.frequency or max(1, end // MASK_UPDATES)
+    return PolynomialSchedule(0.0, sparsity, 0, end, 3.0, frequency)
+
+
+def train(request: RecoveryRequest, student, teacher, tokenizer, checkpoint: Path | None = None,
+          progress: Progress = NO_PROGRESS) -> TrainResult:
+    """Train ``student`` (already pruned if the method is one-shot) towards ``teacher`` in place."""
+    import torch
+
+    torch.set_num_threads(request.threads)
+    torch.manual_seed(request.seed)
+    config = request.prune_config()
+    layers = plan(student, config)
+    sentences = request.sentences()
+    request.check_text(sentences)
+    teacher.eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    student.train()
+    for module in student.modules():  # dropout off: the teacher's answers are deterministic targets
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=request.lr,
+                                  weight_decay=0.0)
+    budget = request.minutes * 60.0
+    state = load_checkpoint(checkpoint) if checkpoint is not None and request.resume else None
+    if state is not None:
+        student.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        masks, step, spent = state["masks"], state["step"], state["seconds"]
+        schedule = PolynomialSchedule.from_config(state["schedule"]) if state["schedule"] else None
+        total_steps, losses = state["total_steps"], state["losses"]
+        resumed_from = step
+    else:
+        masks = compute_masks(layers, config, request.target_sparsity if request.one_shot else 0.0)
+        step, spent, schedule, losses, resumed_from = 0, 0.0, None, [], 0
+        total_steps = request.steps or 0
+        if total_steps:
+            schedule = _fit_schedule(request, total_steps)
+    apply_masks(layers, masks)
+
+    def snapshot() -> dict:
+        return {"student": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "masks": masks, "schedule": schedule.get_config() if schedule else None, "total_steps": total_steps,
+                "seconds": spent, "losses": losses, "aimed": aimed, "request": request.key_params()}
+
+    started, last_save, last_loss, sparsity = time.monotonic(), time.monotonic(), None, mask_sparsity(masks)
+    aimed = request.target_sparsity if request.one_shot else (state or {}).get("aimed", 0.0)
+    base_spent = spent
+    while True:
+        spent = base_spent + time.monotonic() - started
+        if (request.steps and step >= request.steps) or spent >= budget:
+            break
+        if schedule is None and step >= PROBE_STEPS:  # fit the schedule to the steps the budget seems to allow
+            per_step = spent / max(1, step)
+            total_steps = max(step + 1, round(SAFETY * budget / per_step))
+            schedule = _fit_schedule(request, total_steps)
+        if schedule is not None and schedule.should_update(step) and not request.one_shot:
+            aimed = schedule.sparsity(step)
+            masks = compute_masks(layers, config, aimed)
+            apply_masks(layers, masks)
+            sparsity = mask_sparsity(masks)
+        texts = batch_texts(sentences, step, request.batch, request.seed, request.augment)
+        inputs = tokenizer(texts, padding=True, truncation=True, max_length=request.seq_len, return_tensors="pt")
+        for group in optimizer.param_groups:
+            group["lr"] = (learning_rate(request, step, total_steps) if total_steps
+                           else request.lr * (step + 1) / (10 * PROBE_STEPS))  # probing: a gentle start
+        with torch.no_grad():
+            teacher_out = teacher(**inputs, output_hidden_states=True)
+        student_out = student(**inputs, output_hidden_states=True)
+        loss, _parts = distill_loss(student_out, teacher_out, inputs["attention_mask"], request)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for name, module in layers.items():
+            if module.weight.grad is not None:
+                module.weight.grad.mul_(masks[name])
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        optimizer.step()
+        apply_masks(layers, masks)
+        step += 1
+        last_loss = float(loss)
+        losses.append((step, round(last_loss, 5)))
+        spent = base_spent + time.monotonic() - started
+        fraction = min(1.0, max(spent / budget, step / request.steps if request.steps else 0.0))
+        progress(fraction, f"step {step}, loss {last_loss:.4f}, sparsity {sparsity:.2f}")
+        if checkpoint is not None and (step % CHECKPOINT_STEPS == 0
+                                       or time.monotonic() - last_save >= CHECKPOINT_SECONDS):
+            save_checkpoint(checkpoint, snapshot())
+            last_save = time.monotonic()
+    forced = False
+    if aimed < request.target_sparsity:  # the clock ran out before the schedule did
+        masks = compute_masks(layers, config, request.target_sparsity)
+        apply_masks(layers, masks)
+        sparsity, forced, aimed = mask_sparsity(masks), True, request.target_sparsity
+    if schedule is None:
+        schedule = _fit_schedule(request, max(1, step))
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, snapshot())
+    student.eval()
+    return TrainResult(steps=step, seconds=spent, final_loss=last_loss, schedule=schedule.get_config(),
+                       total_steps=total_steps, sparsity=sparsity, resumed_from=resumed_from, forced_final=forced,
+                       losses=losses)
