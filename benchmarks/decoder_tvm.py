@@ -10,7 +10,8 @@ dense. Both TVM builds are one full-sequence forward with the causal mask (use_c
 against PyTorch with the same weights; PyTorch eager (dense) is timed for reference, on the same threads, in
 the same process. Default task ``base`` (GPT2Model, last hidden state): the 50257x768 LM head is as many
 multiply-adds as a third of the blocks' and stays dense in both builds, so ``--task causal-lm`` measures a
-smaller ratio. Target: TVM BSR >= 3x faster than TVM dense. One markdown table.
+smaller ratio. Target: TVM BSR >= 3x faster than TVM dense. One markdown table; "quiet" is the median of
+the fastest quarter of runs (core.timing), the figure to trust on a shared machine when the medians are NOISY.
 """
 
 import argparse
@@ -52,18 +53,22 @@ def main() -> None:
     speedup = result["sparse_speedup_vs_tvm_dense"]
     print(f"{args.model} ({type(dense).__name__}), batch 1, seq {args.seq_len}, {args.threads} threads, "
           f"medians of {args.repeats}; BSR 16x1 random weights at {args.sparsity:g} in the repeated blocks\n")
-    print("| build | median ms | p10-p90 ms | vs TVM dense | allclose (max abs err) |")
-    print("|---|---:|---:|---:|---|")
+    print("| build | median ms | quiet ms | p10-p90 ms | TVM dense / this (median) | TVM dense / this (quiet) "
+          "| allclose (max abs err) |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     rows = (("PyTorch eager, dense", "torch_dense", None),
             ("TVM dense", "tvm_dense", result["dense_max_abs_error"]),
             (f"TVM BSR 16x1 @ {args.sparsity:.0%}", "tvm_sparse", result["max_abs_error"]))
+    dense_timing = result["timings"]["tvm_dense"]
     for label, key, error in rows:
         timing = result["timings"][key]
-        spread = f"{timing.get('p10_ms', float('nan')):.1f}-{timing.get('p90_ms', float('nan')):.1f}"
-        ratio = result["tvm_dense_ms"] / timing["median_ms"]
         check = "reference" if error is None else f"{result['allclose']} ({error:.1e})"
-        print(f"| {label} | {timing['median_ms']:.1f} | {spread} | {ratio:.2f}x | {check} |")
-    print(f"\nBSR vs TVM dense: {speedup:.2f}x (target >= {TARGET:g}x: {'met' if speedup >= TARGET else 'NOT met'}); "
+        print(f"| {label} | {timing['median_ms']:.1f} | {timing['quiet_ms']:.1f} | {timing['p10_ms']:.1f}-"
+              f"{timing['p90_ms']:.1f} | {dense_timing['median_ms'] / timing['median_ms']:.2f}x | "
+              f"{dense_timing['quiet_ms'] / timing['quiet_ms']:.2f}x | {check} |")
+    quiet = dense_timing["quiet_ms"] / result["timings"]["tvm_sparse"]["quiet_ms"]
+    print(f"\nBSR vs TVM dense: {speedup:.2f}x on medians, {quiet:.2f}x on quiet runs (median of the fastest "
+          f"quarter); target >= {TARGET:g}x: {'met' if min(speedup, quiet) >= TARGET else 'NOT met'}. "
           f"BSR vs PyTorch: {result['sparse_speedup_vs_torch']:.2f}x; layers as BSR: "
           f"{result['converted_layers']}/{result['total_layers']}; compile {result['compile_s']:.0f} s (BSR), "
           f"{result['dense_compile_s']:.0f} s (dense); peak RSS {result['peak_rss_mb']:.0f} MB; "

@@ -68,9 +68,9 @@ class PruneSession:
         """Load and (if ``score``) score the dense model. A model that cannot be scored (an encoder without a
         tokenizer) is refused unless ``allow_unscored``; then ``fidelity_skipped`` says why."""
         source = resolve(model_name)
-        decoder = source.is_decoder()
-        if decoder and task == "base":
+        if task == "base" and source.is_decoder():
             task = "causal-lm"  # next-token fidelity needs the LM head; the blocks pruned are the same
+        decoder = task == "causal-lm"  # scored on next tokens; a decoder under another head like an encoder
         model = source.load_model(task)
         tokenizer = source.find_tokenizer()
         dense_weights = {name: m.weight.detach().clone() for name, m in linear_layers(model).items()}
