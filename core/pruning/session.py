@@ -99,7 +99,7 @@ class PruneSession:
         """Prune the dense model with ``config``; returns (result, fidelity or None, seconds spent pruning)."""
         self.restore()
         start = time.perf_counter()
-        result = prune_model(self.model, config)
+        result = prune_model(self.model, config, tokenizer=self.tokenizer)
         seconds = time.perf_counter() - start
         return result, self.score(), seconds
 
