@@ -22,8 +22,8 @@ from core.run_store import RunStore, default_store
 SPARSITIES = (0.0, 0.3, 0.5, 0.7, 0.9, 0.95)
 SPARSITY_CHOICES = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)  # what the page offers; SPARSITIES are preselected
 METHOD_SPECS = ("magnitude", "block:16x1", "mn:2:4")
-METHOD_SPEC_CHOICES = ("magnitude", "magnitude:global", "block:16x1", "block:32x1", "block:4x1", "mn:2:4",
-                       "random:16x1")
+METHOD_SPEC_CHOICES = ("magnitude", "magnitude:global", "wanda", "sparsegpt", "block:16x1", "block:32x1",
+                       "block:4x1", "block:16x4", "mn:2:4", "random:16x1")
 
 log = logging.getLogger(__name__)
 
