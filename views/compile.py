@@ -15,6 +15,7 @@ from ui.state import keep_in_url, url_index, url_value
 
 BLOCKS = [format_block(block) for block in BSR_BLOCKS] + ["16x4", "4x4", "1x4"]  # x4: the int8 (VNNI) kernels
 PEERS = list(engines.ENGINES)
+PRECISIONS = ["fp32", "int8"]
 SPARSE_KINDS = ["what-if random", "prune now", "pruned folder"]
 PRUNED = [m.name for m in default_library().entries(loadable_only=True) if m.kind in ("pruned", "recovered")]
 DEFAULTS = TvmRequest()
@@ -41,7 +42,8 @@ with st.form("tvm"):
                               label="Pruned model (for 'pruned folder')", url_param=None)
     cols = st.columns(4)
     sparsity = cols[0].slider("Sparsity", 0.5, 0.99, 0.9, 0.01, key="tvm-sparsity")
-    block = cols[1].selectbox("BSR block", BLOCKS, index=BLOCKS.index(WHATIF_BLOCK), key="tvm-block")
+    block = cols[1].selectbox("BSR block", BLOCKS, key="tvm-block",
+                              index=url_index("block", BLOCKS, WHATIF_BLOCK))
     method = cols[2].selectbox("Pruning (prune now)", ["magnitude", "block"], key="tvm-method")
     threshold = cols[3].slider("Convert layers at least this sparse", 0.0, 0.99, DEFAULTS.threshold, 0.01,
                                key="tvm-threshold")
@@ -49,7 +51,8 @@ with st.form("tvm"):
     seq_len = cols[0].number_input("Sequence length", 8, 512, DEFAULTS.seq_len, step=8, key="tvm-seq-len")
     threads = cols[1].number_input("Threads", 1, 64, 2, key="tvm-threads")
     repeats = cols[2].number_input("Timing repeats", 5, 200, DEFAULTS.repeats, key="tvm-repeats")
-    precision = cols[3].radio("Precision", ["fp32", "int8"], horizontal=True, key="tvm-precision",
+    precision = cols[3].radio("Precision", PRECISIONS, horizontal=True, key="tvm-precision",
+                              index=url_index("precision", PRECISIONS, "fp32"),
                               help="int8: int8 weights (per output channel) x dynamically quantized activations, "
                                    "VNNI kernels; pick an x4 block for the sparse build")
     cols = st.columns([3, 1])
@@ -60,7 +63,7 @@ with st.form("tvm"):
                          key="tvm-tune")
         sweep = st.toggle("Block-shape sweep", value=True, help="One 768x768 layer over blocks x sparsities.",
                           key="tvm-sweep")
-    keep_in_url(sparse=weights, weights=folder if weights == "pruned folder" else None)
+    keep_in_url(sparse=weights, weights=folder if weights == "pruned folder" else None, precision=precision)
     if st.form_submit_button("Compile and benchmark", type="primary", key="tvm-submit") and model:
         params = {"model": model, "block": block, "threshold": threshold, "seq_len": int(seq_len),
                   "threads": int(threads), "repeats": int(repeats), "tune": tune, "sweep": sweep,

@@ -51,7 +51,9 @@ with save_tab:
         cols[3].metric("Load time", f"{stored['load_s'] * 1e3:.0f} ms")
         st.caption(f"{job.params['model']} · {stored['format']} · cache {'hit' if result['cache_hit'] else 'miss'}"
                    + (f" · in the library as {stored['library_name']}" if stored.get("library_name") else ""))
-        handoff_links(job.params["model"], ("compile", "whatif"))
+        handoff_links(job.params["model"], ("compile", "whatif"), precision="int8", block="1x4")
+        st.caption("Compile this model opens Compile with int8 kernels: the same pruned weights, int8 per output "
+                   "channel, activations quantized at run time, on VNNI where the CPU has it.")
         left, right = st.columns(2)
         for column, (embeddings_kind, steps) in zip((left, right), result["waterfalls"].items()):
             title = "Without embeddings" if embeddings_kind == "none" else f"With embeddings ({embeddings_kind})"
