@@ -135,7 +135,5 @@ def test_measure_tvm_times_a_kernel_on_two_threads_off_the_worker_cpu():
 
 
 @pytest.mark.slow  # compiles with TVM
-@pytest.mark.xfail(strict=True, reason="core bug: once TVM's pool ran 1 thread, set_runtime_threads(2) starts no "
-                                       "worker, so a later 2-thread timing runs on 1 thread, unplaced")
 def test_measure_tvm_on_two_threads_after_a_one_thread_run():
     _assert_timed_off_the_worker_cpus(_in_fresh_process([1]))

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from core.environment import llvm_mcpu
+from core.environment import llvm_mcpu, usable_cores
 from core.timing import Timing, measure
 
 # How long idle TVM workers spin before sleeping; read when the pool starts. The
@@ -50,7 +50,10 @@ def set_runtime_threads(threads: int) -> None:
     put back, or threads it starts later, such as torch's pool, are born bound to one CPU."""
     import tvm
 
-    os.environ["TVM_NUM_THREADS"] = str(threads)
+    # The pool's worker count is fixed when it first starts, from TVM_NUM_THREADS: started for 1 thread, a
+    # later 2-thread request got no worker and ran on 1 thread, unplaced. Start it for every usable core
+    # (or more, if asked) and let the configuration choose how many of them run.
+    os.environ["TVM_NUM_THREADS"] = str(max(threads, usable_cores(), int(os.environ.get("TVM_NUM_THREADS") or 0)))
     cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     tvm.get_global_func("runtime.config_threadpool")(1, threads)
     if cpus is not None:
