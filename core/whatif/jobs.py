@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from core.jobs import NO_PROGRESS, Progress
 from core.run_store import RunRecord, default_store
-from core.tvm.request import WHATIF_BLOCK
+from core.tvm.request import INT8_WHATIF_BLOCK, WHATIF_BLOCK
 from core.whatif.check import check_point
 from core.whatif.estimate import estimate
 from core.whatif.request import WhatIfRequest
@@ -16,7 +16,8 @@ ESTIMATE_KIND = "whatif"
 
 
 def whatif_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
-    """``model``, ``sparsities``, ``blocks``, ``seq_len``, ``batch``, ``threads`` -> ``WhatIfResult.as_dict()``.
+    """``model``, ``sparsities``, ``blocks``, ``seq_len``, ``batch``, ``threads``, ``precision`` (fp32/int8),
+    ``peers`` (engine names, "all" or "none") -> ``WhatIfResult.as_dict()``.
 
     Every point goes to the run store as kind ``whatif`` (latency and size are estimates, the error bar
     is ``latency_std_ms``), so Compare can set estimates beside measured runs."""
@@ -29,14 +30,19 @@ def whatif_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
                             block=point["block"], size_bytes=size.get("int8_sparse_bytes"),
                             latency_ms=point["estimate_ms"], latency_std_ms=point["error_ms"],
                             threads=result["threads"],
-                            settings={"seq_len": result["seq_len"], "batch": result["batch"], "estimated": True},
-                            metrics={**point, **size, "torch_dense_ms": result["torch_dense_ms"]}))
+                            settings={"seq_len": result["seq_len"], "batch": result["batch"], "estimated": True,
+                                      "precision": result["precision"]},
+                            metrics={**point, **size, "torch_dense_ms": result["torch_dense_ms"],
+                                     "best_peer": result["best_peer"], "best_peer_ms": result["best_peer_ms"]}))
     return result
 
 
 def whatif_check_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
-    """``model``, ``sparsity``, ``block`` ('16x1'), ``seq_len``, ``batch``, ``threads``, ``repeats`` -> the pair."""
+    """``model``, ``sparsity``, ``block`` ('16x1'; int8 '16x4'), ``seq_len``, ``batch``, ``threads``, ``precision``,
+    ``repeats`` -> the pair."""
+    default_block = INT8_WHATIF_BLOCK if params.get("precision") == "int8" else WHATIF_BLOCK
     request = WhatIfRequest.from_params({**params, "sparsities": [params.get("sparsity")],
-                                         "blocks": [params.get("block") or WHATIF_BLOCK]})
+                                         "blocks": [params.get("block") or default_block], "peers": "none"})
     return check_point(request.model, request.sparsities[0], request.blocks[0], request.seq_len, request.threads,
-                       batch=request.batch, repeats=int(params.get("repeats") or 20), progress=progress)
+                       batch=request.batch, repeats=int(params.get("repeats") or 20), progress=progress,
+                       precision=request.precision)

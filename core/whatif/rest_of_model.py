@@ -9,6 +9,15 @@ So the model is compiled once per family with every pruned Linear as BSR at
 VM instrument adding up the time spent inside the Linear kernels; the
 difference is the rest. Cached per model fingerprint, input shape, threads and
 target: one compile per family per model and machine.
+
+For ``precision="int8"`` the build is the int8 one (``FAMILY_BLOCKS_INT8``:
+1x4 for ``tokens``, 16x4 for ``rows``); the activation quantisation kernels
+count as Linear time too (the estimate adds them from their own table), and
+the rest records how many times each runs per inference (``quantize_calls``:
+Q, K and V share one input, so BERT runs 4 per encoder layer, not 6).
+Every pair of runs is followed by one sample of the reference kernel
+(``core.whatif.reference``); the rest stores the reference's time over the
+same quiet pairs, so an estimate can scale it to the host's speed now.
 """
 
 from __future__ import annotations
@@ -25,13 +34,16 @@ from core.tvm.compile import BUILD_LIBRARIES, SCHEDULE_VERSION
 from core.tvm.relax_import import InputShape, example_inputs
 from core.tvm.target import measure_tvm, target_description
 from core.whatif.cached import cached_json
+from core.whatif.reference import reference_kernel, summarise
 
 REST_SPARSITY = 0.99
 FAMILY_BLOCKS = {"tokens": (1, 1), "rows": (16, 1)}  # the rest does not depend on the block within a family
+FAMILY_BLOCKS_INT8 = {"tokens": (1, 4), "rows": (16, 4)}
 REPEATS = 20
 PAUSE_S = 0.05  # between timed runs, so they spread over the shared host's slow and quiet spells
 TORCH_REPEATS = 5  # a reference line only; PyTorch eager BERT-base is ~0.2-0.5 s per run on a busy machine
-LINEAR_KERNEL_PREFIXES = ("bsr_", "dense_")  # names bsr_rewrite gives the kernels it adds
+LINEAR_KERNEL_PREFIXES = ("bsr_", "dense_", "quantize_")  # names bsr_rewrite gives the kernels it adds
+QUANTIZE_SYMBOL = re.compile(r"^quantize_(\d+)_(\d+)_(\d+)")  # quantize_{m}_{k}_{padded tokens}
 
 
 @dataclass(frozen=True)
@@ -58,8 +70,13 @@ class ModelProfile:
 
 
 def family(block: tuple[int, int]) -> str:
-    """The schedule family ``bsr_kernel.default_schedule`` picks for ``block`` (it depends on rows only)."""
+    """The schedule family ``bsr_kernel.default_schedule`` picks for ``block`` (it depends on rows only;
+    the int8 kernels split the same way: rows a multiple of 16 -> ``rows``)."""
     return "rows" if block[0] >= 16 else "tokens"
+
+
+def family_block(family_name: str, precision: str = "fp32") -> tuple[int, int]:
+    return (FAMILY_BLOCKS_INT8 if precision == "int8" else FAMILY_BLOCKS)[family_name]
 
 
 def _model_key(source: ModelSource, shape: InputShape, threads: int) -> dict:
@@ -114,29 +131,45 @@ def whatif_model(model, linears: tuple[LinearInfo, ...], sparsity: float, block:
 
 
 def compile_whatif(model, linears, sparsity: float, block: tuple[int, int], shape: InputShape, threads: int,
-                   name: str, cache=None, progress: Progress = NO_PROGRESS):
+                   name: str, cache=None, progress: Progress = NO_PROGRESS, precision: str = "fp32"):
     """The real whole-model TVM build of the what-if model: pruned layers BSR, the rest dense."""
     from core.tvm.bsr_rewrite import RewriteOptions
     from core.tvm.compile import CompileOptions, compile_model
 
     sparse = whatif_model(model, linears, sparsity, block)
     # any threshold between 0 (unpruned layers) and the what-if sparsity converts exactly the pruned layers
-    options = CompileOptions(shape, threads, RewriteOptions(block, threshold=sparsity / 2))
+    options = CompileOptions(shape, threads, RewriteOptions(block, threshold=sparsity / 2, precision=precision))
     return compile_model(sparse, options, name=name, cache=cache, progress=progress)
 
 
-def rest_samples(runner, args, threads: int, repeats: int = REPEATS) -> list[tuple[float, float]]:
-    """``(whole-run ms, ms inside the Linear kernels)`` per pair of adjacent runs: a plain one timed whole,
-    then one with the VM instrument adding up the Linear kernel calls. Adjacent runs see the same load
-    from other processes, so their difference is the rest even when that load drifts."""
+@dataclass
+class RestSamples:
+    """Per pair: ``(whole-run ms, ms inside the Linear kernels)``; the reference kernel's sample after each
+    pair (empty without one); calls per inference of each quantisation kernel, by its input features."""
+
+    pairs: list[tuple[float, float]]
+    references: list[float]
+    quantize_calls: dict[int, int]
+
+
+def rest_samples(runner, args, threads: int, repeats: int = REPEATS, reference=None) -> RestSamples:
+    """Pairs of adjacent runs: a plain one timed whole, then one with the VM instrument adding up the Linear
+    kernel calls (quantisation included). Adjacent runs see the same load from other processes, so their
+    difference is the rest even when that load drifts. ``reference`` (``sample() -> ms``) follows each pair."""
     from tvm.runtime.vm import VMInstrumentReturnKind
 
-    samples, inside, started = [], [0.0], [0.0]
+    pairs, references, inside, started = [], [], [0.0], [0.0]
+    quantize: dict[int, int] = {}
 
     def instrument(func, symbol, before, ret, *call_args):
-        if str(symbol).startswith(LINEAR_KERNEL_PREFIXES):
+        name = str(symbol)
+        if name.startswith(LINEAR_KERNEL_PREFIXES):
             if before:
                 started[0] = time.perf_counter()
+                match = QUANTIZE_SYMBOL.match(name)
+                if match:
+                    features = int(match.group(2))
+                    quantize[features] = quantize.get(features, 0) + 1
             else:
                 inside[0] += time.perf_counter() - started[0]
         return VMInstrumentReturnKind.NO_OP
@@ -147,12 +180,15 @@ def rest_samples(runner, args, threads: int, repeats: int = REPEATS) -> list[tup
         runner.run_device(args)
         whole = time.perf_counter() - start
         inside[0] = 0.0
+        quantize.clear()
         runner.vm.set_instrument(instrument)
         runner.run_device(args)
-        samples.append((whole * 1e3, inside[0] * 1e3))
+        pairs.append((whole * 1e3, inside[0] * 1e3))
+        if reference is not None:
+            references.append(reference.sample())
 
     measure_tvm(pair, threads=threads, repeats=repeats, pause_s=PAUSE_S)
-    return samples[-repeats:]
+    return RestSamples(pairs[-repeats:], references[-repeats:], dict(quantize))
 
 
 @dataclass(frozen=True)
@@ -163,28 +199,46 @@ class Rest:
     ms: float
     error_ms: float
     layers: frozenset[str]
+    reference_ms: float | None = None  # the reference kernel over the same quiet pairs
+    quantize_calls: tuple[tuple[int, int], ...] = ()  # (in features, calls per inference) of the int8 quantisation
+    kernels: frozenset[str] = frozenset()  # layers the build ran as int8 kernels (int8 builds only)
 
 
 def rest_of_model(source: ModelSource, profile: ModelProfile, shape: InputShape, threads: int, family_name: str,
-                  load, cache=None, progress: Progress = NO_PROGRESS) -> tuple[Rest, bool]:
-    """``(rest, cache_hit)`` for the ``family_name`` schedule family."""
+                  load, cache=None, progress: Progress = NO_PROGRESS, precision: str = "fp32",
+                  reference=None) -> tuple[Rest, bool]:
+    """``(rest, cache_hit)`` for the ``family_name`` schedule family in ``precision``."""
+    block = family_block(family_name, precision)
 
     def compute() -> dict:
         model = load()
         start = time.perf_counter()
-        compiled = compile_whatif(model, profile.linears, REST_SPARSITY, FAMILY_BLOCKS[family_name], shape,
-                                  threads, f"{source.name} what-if rest", cache=cache, progress=progress)
+        compiled = compile_whatif(model, profile.linears, REST_SPARSITY, block, shape, threads,
+                                  f"{source.name} what-if rest", cache=cache, progress=progress, precision=precision)
         runner = compiled.runner()
-        samples = rest_samples(runner, runner.to_device(example_inputs(shape, model.config.vocab_size)), threads)
-        quiet = [samples[i] for i in quiet_indices([whole for whole, _ in samples])]
+        measured = rest_samples(runner, runner.to_device(example_inputs(shape, model.config.vocab_size)), threads,
+                                reference=reference or reference_kernel(threads, cache))
+        samples = measured.pairs
+        quiet_positions = quiet_indices([whole for whole, _ in samples])
+        quiet = [samples[i] for i in quiet_positions]
         rest = statistics.median(whole - inside for whole, inside in quiet)
         return {"rest_ms": rest, "spread_ms": statistics.pstdev(whole - inside for whole, inside in samples),
                 "total_ms": statistics.median(whole for whole, _ in quiet),
                 "linear_ms": statistics.median(inside for _, inside in quiet),
+                "reference_ms": summarise(measured.references, quiet_positions).ms,
+                "quantize_calls": sorted(measured.quantize_calls.items()),
+                "int8_layers": [layer.name for layer in compiled.layers if layer.precision == "int8"],
                 "layers": [layer.name for layer in compiled.layers], "seconds": time.perf_counter() - start}
 
-    inputs = {**_model_key(source, shape, threads), "family": family_name, "block": list(FAMILY_BLOCKS[family_name]),
+    inputs = {**_model_key(source, shape, threads), "family": family_name, "block": list(block),
               "sparsity": REST_SPARSITY, "schedule_version": SCHEDULE_VERSION}
+    if precision != "fp32":
+        from core.tvm.compile import INT8_VERSION
+        from core.tvm.int8_dense_kernel import use_vnni
+
+        inputs.update(precision=precision, int8_vnni=use_vnni(), int8_version=INT8_VERSION)
     data, hit = cached_json("whatif-rest", inputs, compute, libraries=BUILD_LIBRARIES, cache=cache,
-                            description=f"what-if rest of {source.name} ({family_name})")
-    return Rest(data["rest_ms"], data["spread_ms"], frozenset(data["layers"])), hit
+                            description=f"what-if rest of {source.name} ({precision} {family_name})")
+    return Rest(data["rest_ms"], data["spread_ms"], frozenset(data["layers"]), data.get("reference_ms"),
+                tuple((int(k), int(n)) for k, n in data.get("quantize_calls", [])),
+                frozenset(data.get("int8_layers", []))), hit
