@@ -37,3 +37,26 @@ def test_summary_rows_filter_without_json(tmp_path):
     assert [r["method"] for r in store.summary_rows(models=["minilm"])] == ["magnitude", "block"]
     assert [r["method"] for r in store.summary_rows(sparsity=(0.4, 0.95))] == ["block", "mn"]
     assert [r["model"] for r in store.summary_rows(blocks=["2:4"], kinds=["tflite"])] == ["digits-cnn"]
+
+
+def test_model_points_join_fidelity_latency_and_size_per_model(tmp_path, tiny_model):
+    from core.compare.models import model_points
+    from core.library.store import ModelLibrary
+    from core.run_store import RunRecord, RunStore
+
+    store, library = RunStore(tmp_path / "runs.sqlite"), ModelLibrary(tmp_path / "library")
+    tiny_model.save_pretrained(tmp_path / "pruned")
+    child = library.add(tmp_path / "pruned", kind="pruned", base_name="bert-tiny magnitude 0.9", parent="bert-tiny",
+                        details={"mean_cosine": 0.61, "sparsity": 0.9})
+    store.add(RunRecord(kind="tvm", model=child.name, method="tvm-bsr", latency_ms=3.0))
+    store.add(RunRecord(kind="tvm", model=child.name, method="tvm-bsr-int8", latency_ms=2.0))
+    store.add(RunRecord(kind="tvm", model=child.name, method="tvm-dense", latency_ms=9.0))  # not its sparse speed
+    store.add(RunRecord(kind="store", model=child.name, size_bytes=700, metrics={"dense_size_bytes": 9000}))
+    store.add(RunRecord(kind="peer", model="bert-tiny", method="onnxruntime-int8", latency_ms=4.0))
+    store.add(RunRecord(kind="tvm", model="bert-tiny", method="pytorch-dense", latency_ms=8.0))
+    points = {p["model"]: p for p in model_points(store, library)}
+    assert points[child.name] == {"model": child.name, "kind": "pruned", "parent": "bert-tiny", "sparsity": 0.9,
+                                        "accuracy": 0.61, "latency_ms": 2.0, "engine": "tvm-bsr-int8",
+                                        "size_bytes": 700}
+    assert points["bert-tiny"] == {"model": "bert-tiny", "kind": "dense", "parent": None, "sparsity": 0.0,
+                                   "accuracy": 1.0, "latency_ms": 4.0, "engine": "onnxruntime-int8", "size_bytes": 9000}

@@ -2,7 +2,9 @@
 
 import streamlit as st
 
+from core.compare.models import model_points
 from core.compare.pareto import pareto_front
+from core.library.store import default_library
 from core.run_store import flat_row, rows_to_csv
 from ui.charts import metric_bars, tradeoff_scatter
 from ui.format import timestamp
@@ -11,6 +13,20 @@ from ui.state import keep_in_url, url_list
 
 st.title("Compare")
 store = run_store()
+
+points = [p for p in model_points(store, default_library()) if p["accuracy"] is not None]
+if points:
+    with st.expander(f"One point per model: fidelity, fastest latency and smallest file, joined ({len(points)} "
+                     "models)", expanded=True, icon=":material/hub:"):
+        st.caption("A pruning measures fidelity, a compile latency, a store size: here each pruned or recovered "
+                   "model gets all three, beside the dense model it came from (its fastest dense engine). Only "
+                   "models with all three are placed on the front.")
+        placed = [{**p, "id": i, "method": p["engine"], "block": None} for i, p in enumerate(points)]
+        model_front = pareto_front(placed)
+        st.plotly_chart(tradeoff_scatter(placed, model_front), width="stretch", key="compare-models-chart")
+        st.dataframe([{k: p[k] for k in ("model", "kind", "parent", "sparsity", "accuracy", "latency_ms", "engine",
+                                          "size_bytes")} | {"pareto": front}
+                      for p, front in zip(points, model_front)], hide_index=True, width="stretch")
 cols = st.columns(6)
 kinds = cols[0].multiselect("Kind", store.distinct("kind"), key="compare-kinds")
 known_models = store.distinct("model")
