@@ -136,24 +136,33 @@ def speedup_sweep(points: list[dict], title: str) -> go.Figure:
     return figure
 
 
-def whatif_latency(estimates: list[dict], torch_ms: float, speedup: bool) -> go.Figure:
-    """Estimated latency (or speedup over PyTorch) vs sparsity, one curve per block, with error bars."""
+def whatif_latency(estimates: list[dict], torch_ms: float, speedup: bool, peers: list[dict] | None = None) -> go.Figure:
+    """Estimated latency (or speedup over the fastest peer, PyTorch eager without peers) vs sparsity, one curve
+    per block with error bars; every peer engine a horizontal reference line labelled with its name."""
+    peers = sorted(peers or [], key=lambda peer: peer["ms"])
+    base_ms = peers[0]["ms"] if peers else torch_ms
     blocks = list(dict.fromkeys(e["block"] for e in estimates))
     traces = []
     for block in blocks:
         points = sorted((e for e in estimates if e["block"] == block), key=lambda e: e["sparsity"])
         if speedup:
-            y = [torch_ms / p["estimate_ms"] for p in points]
-            err = [torch_ms * p["error_ms"] / p["estimate_ms"] ** 2 for p in points]
+            y = [base_ms / p["estimate_ms"] for p in points]
+            err = [base_ms * p["error_ms"] / p["estimate_ms"] ** 2 for p in points]
         else:
             y, err = [p["estimate_ms"] for p in points], [p["error_ms"] for p in points]
         traces.append(go.Scatter(name=block, x=[p["sparsity"] for p in points], y=y, mode="lines+markers",
                                  error_y={"type": "data", "array": err}))
     figure = go.Figure(traces)
-    figure.add_hline(y=1 if speedup else torch_ms, line_dash="dot",
-                     annotation_text=f"PyTorch eager dense ({torch_ms:.1f} ms)")
+    lines = [(f"{peer['engine']} ({peer['precision']}) {peer['ms']:.1f} ms", peer["ms"]) for peer in peers]
+    if not any(peer["engine"] == "pytorch" for peer in peers):
+        lines.append((f"PyTorch eager dense ({torch_ms:.1f} ms)", torch_ms))
+    for index, (text, ms) in enumerate(sorted(lines, key=lambda line: line[1])):
+        figure.add_hline(y=base_ms / ms if speedup else ms, line_dash="dot", line_color="#64748b",
+                         annotation_text=text, annotation_font_size=10,
+                         annotation_position="top left" if index % 2 == 0 else "top right")
+    reference = f"the fastest peer ({peers[0]['engine']})" if peers else "PyTorch"
     figure.update_layout(xaxis_title="sparsity of the Linear layers",
-                         yaxis_title="speedup over PyTorch (x)" if speedup else "estimated latency (ms)",
+                         yaxis_title=f"speedup over {reference} (x)" if speedup else "estimated latency (ms)",
                          height=440, legend={"orientation": "h", "y": 1.12, "title": "block"}, margin={"t": 60})
     return figure
 
