@@ -134,7 +134,7 @@ def distill_loss(student_out, teacher_out, attention_mask, request: RecoveryRequ
     if request.cosine_weight:
         cosine = 1.0 - (s_emb * t_emb).sum(dim=-1).mean()
         loss = loss + request.cosine_weight * cosine
-        parts["cosine"] = float(cosine)
+        parts["cosine"] = float(cosine.detach())
     if request.hidden_weight:
         real = attention_mask.bool()
         terms = []
@@ -143,11 +143,11 @@ def distill_loss(student_out, teacher_out, attention_mask, request: RecoveryRequ
             terms.append((s[real] - t_real).pow(2).mean() / t_real.pow(2).mean().clamp(min=1e-6))
         hidden = sum(terms) / len(terms)
         loss = loss + request.hidden_weight * hidden
-        parts["hidden"] = float(hidden)
+        parts["hidden"] = float(hidden.detach())
     if request.relation_weight:
         relation = (s_emb @ s_emb.T - t_emb @ t_emb.T).pow(2).mean()
         loss = loss + request.relation_weight * relation
-        parts["relation"] = float(relation)
+        parts["relation"] = float(relation.detach())
     return loss, parts
 
 
