@@ -1,4 +1,4 @@
-"""The Store job's cached file is re-verified on a hit, not trusted: a damaged one fails the job, loudly.
+"""The Store job's cached file is re-verified on a hit, not trusted: a damaged one is found, said, and replaced.
 
 (Beside tests/test_storage_jobs.py, which another change owns; fold in when convenient.)
 """
@@ -9,9 +9,11 @@ import h5py
 import pytest
 
 from core.errors import SparseLabError
+from core.model_source import resolve
 from core.run_store import default_store
 from core.storage import jobs as storage_jobs
 from core.storage.jobs import store_job
+from core.storage.store import verify_file
 
 PARAMS = {"model": "bert-tiny", "format": "sparselab", "embeddings": "none", "threads": 1}
 
@@ -42,7 +44,7 @@ def _flip_bytes_inside_the_largest_dataset(path) -> str:
 
 
 @pytest.mark.slow  # quantizes, saves and reloads a model twice (~30 s)
-def test_a_damaged_cached_file_fails_the_next_store_job_instead_of_passing_as_bit_exact(monkeypatch):
+def test_a_damaged_cached_file_is_found_by_the_next_store_job_and_built_again(monkeypatch):
     monkeypatch.setattr(storage_jobs, "storage_report", _no_report)
     first = store_job(PARAMS)
     assert not first["cache_hit"] and first["stored"]["bit_exact"] is True
@@ -52,6 +54,12 @@ def test_a_damaged_cached_file_fails_the_next_store_job_instead_of_passing_as_bi
 
     damaged = _flip_bytes_inside_the_largest_dataset(Path(cached))
     with pytest.raises(SparseLabError, match="stored bytes are damaged") as refused:
-        store_job(PARAMS)  # a cache hit: the file is read back and checked again
+        verify_file(Path(cached), resolve("bert-tiny"))  # what the next job's check finds
     assert f"'{damaged}'" in str(refused.value)  # names the table it could not read
-    assert default_store().count() == 1  # nothing recorded for the refused run
+    again = store_job(PARAMS)  # a cache hit: the file is read back, found damaged, and built again
+    assert not again["cache_hit"] and again["stored"]["bit_exact"] is True
+    assert "stored bytes are damaged" in again["stored"]["rebuilt_because"]
+    assert verify_file(Path(again["stored"]["path"]), resolve("bert-tiny"))["bit_exact"]
+    third = store_job(PARAMS)
+    assert third["cache_hit"] and "rebuilt_because" not in third["stored"]  # the good file is kept
+    assert default_store().count() == 3

@@ -19,7 +19,8 @@ from pathlib import Path
 from core.model_source import resolve
 
 TASK_BY_CLASS_SUFFIX = {"ForSequenceClassification": "sequence-classification",
-                        "ForQuestionAnswering": "question-answering"}
+                        "ForQuestionAnswering": "question-answering",
+                        "ForCausalLM": "causal-lm", "LMHeadModel": "causal-lm"}  # decoders keep their LM head
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 from core.artifact_cache import ArtifactSpec, default_cache
+from core.errors import SparseLabError
 from core.jobs import NO_PROGRESS, Progress, stage
 from core.library.store import default_library
 from core.model_source import resolve
@@ -33,12 +34,23 @@ def store_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
         result = store_model(source, config, folder / FILE_NAME).as_dict()
         (folder / RESULT_FILE).write_text(json.dumps(result))
 
-    folder, hit = default_cache().get_or_build(spec, build, description=f"{source.name} as {config.format}")
+    cache = default_cache()
+    folder, hit = cache.get_or_build(spec, build, description=f"{source.name} as {config.format}")
     result_dict = {**json.loads((folder / RESULT_FILE).read_text()), "path": str(folder / FILE_NAME)}
-    if hit:  # a cached file is verified again rather than trusted
-        verified = verify_file(folder / FILE_NAME, source)
-        result_dict.update(bit_exact=verified["bit_exact"], load_s=verified["load_s"],
-                           size_bytes=verified["size_bytes"])
+    if hit:  # a cached file is verified again rather than trusted; a damaged one is replaced, once
+        try:
+            verified = verify_file(folder / FILE_NAME, source)
+            damage = None if verified["bit_exact"] else "its reload is no longer bit-exact"
+        except SparseLabError as exc:
+            damage = str(exc)
+        if damage is None:
+            result_dict.update(bit_exact=verified["bit_exact"], load_s=verified["load_s"],
+                               size_bytes=verified["size_bytes"])
+        else:
+            cache.remove(spec.key)
+            folder, hit = cache.get_or_build(spec, build, description=f"{source.name} as {config.format}")
+            result_dict = {**json.loads((folder / RESULT_FILE).read_text()), "path": str(folder / FILE_NAME),
+                           "rebuilt_because": f"the cached file was damaged: {damage}"}
     entry = default_library().add(folder / FILE_NAME, kind="quantized", parent=source.name,
                                   base_name=f"{source.name} int8 {config.format}", origin=f"artifact:{spec.key}",
                                   details={"format": config.format, "method": config.method,

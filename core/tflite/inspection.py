@@ -77,7 +77,12 @@ class TfliteInspection:
         return [t.name for t in self.tensors if t.mn and t.mn.holds]
 
     def tensor(self, name: str) -> WeightTensor:
-        return next(t for t in self.tensors if t.name == name)
+        found = next((t for t in self.tensors if t.name == name), None)
+        if found is None:
+            raise SparseLabError(f"The .tflite file has no weight tensor '{name}'; it has "
+                                 f"{', '.join(t.name for t in self.tensors[:5]) or 'none'}"
+                                 f"{'...' if len(self.tensors) > 5 else ''}.")
+        return found
 
     def as_dict(self) -> dict:
         return {"size_bytes": self.size_bytes, "mn": f"{self.mn[0]}:{self.mn[1]}" if self.mn else None,
@@ -92,7 +97,7 @@ def check_identifier(data: bytes) -> None:
                              f"bytes 4-8, and this one has {found}.")
 
 
-class _Damaged(Exception):
+class _Damaged(Exception):  # noqa: N818 (internal; always becomes a SparseLabError)
     """A structural problem found while walking the flatbuffer; becomes a SparseLabError."""
 
 
@@ -108,7 +113,7 @@ class _Flatbuffer:
             raise _Damaged(f"{what} points to byte {pos}, outside the file's {self.size} bytes")
         return struct.unpack_from(fmt, self.data, pos)[0]
 
-    def table(self, pos: int, what: str) -> "_Table":
+    def table(self, pos: int, what: str) -> _Table:
         vtable = pos - self.read("<i", pos, what)
         vtable_size = self.read("<H", vtable, f"{what}'s field table")
         if vtable_size < 4 or vtable + vtable_size > self.size:
@@ -149,7 +154,7 @@ class _Table:
         start, length = self.vector(index, 4, name)
         return list(struct.unpack_from(f"<{length}i", self.fb.data, start)) if length else []
 
-    def tables(self, index: int, name: str) -> list["_Table"]:
+    def tables(self, index: int, name: str) -> list[_Table]:
         start, length = self.vector(index, 4, name)
         return [self.fb.table(start + 4 * i + self.fb.read("<I", start + 4 * i, f"{self.what}.{name}"),
                               f"{name}[{i}]") for i in range(length)]
@@ -157,7 +162,7 @@ class _Table:
     def has(self, index: int) -> bool:
         return self._field(index) is not None
 
-    def table(self, index: int, name: str) -> "_Table | None":
+    def table(self, index: int, name: str) -> _Table | None:
         target = self._target(index, name)
         return None if target is None else self.fb.table(target, f"{self.what}.{name}")
 
