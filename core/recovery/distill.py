@@ -280,7 +280,7 @@ def train(request: RecoveryRequest, student, teacher, tokenizer, checkpoint: Pat
         optimizer.step()
         apply_masks(layers, masks)
         step += 1
-        last_loss = float(loss)
+        last_loss = float(loss.detach())
         losses.append((step, round(last_loss, 5)))
         spent = base_spent + time.monotonic() - started
         fraction = min(1.0, max(spent / budget, step / request.steps if request.steps else 0.0))

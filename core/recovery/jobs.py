@@ -84,8 +84,13 @@ def recover_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
     if not hit:
         result["run_id"] = _record(request, source, config, summary)
     if target is not None:
-        shutil.copytree(folder / "model", target.parent / f".{target.name}.partial", dirs_exist_ok=False)
-        (target.parent / f".{target.name}.partial").rename(target)
+        partial = target.parent / f".{target.name}.partial-{spec.key[:8]}"
+        try:
+            shutil.copytree(folder / "model", partial)
+            partial.rename(target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         result["saved"] = str(target)
     progress(1.0, "done")
     return result
