@@ -19,7 +19,8 @@ def past_accuracy(store: RunStore, model: str | None = None, threads: int | None
     records = [r for r in store.query(kind=CHECK_KIND, model=model) if threads is None or r.threads == threads]
     pairs = [{"id": r.id, "created": r.created, "model": r.model, "sparsity": r.sparsity, "block": r.block,
               "threads": r.threads, **{k: r.metrics.get(k) for k in
-                                       ("estimate_ms", "error_ms", "measured_ms", "rel_error", "within_error_bar")}}
+                                       ("estimate_ms", "error_ms", "measured_ms", "rel_error", "within_error_bar",
+                                        "unscaled_rel_error", "drift_factor", "precision")}}
              for r in records]
     errors = [abs(p["rel_error"]) for p in pairs]
     return {"count": len(pairs),

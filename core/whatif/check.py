@@ -32,7 +32,7 @@ def time_with_reference(run, threads: int, repeats: int, reference) -> tuple:
     followed by one sample of ``reference`` (``sample() -> ms``)."""
     import time
 
-    from core.timing import Timing, quiet_indices
+    from core.timing import Timing
 
     runs, references = [], []
 
@@ -44,7 +44,7 @@ def time_with_reference(run, threads: int, repeats: int, reference) -> tuple:
 
     measure_tvm(one, threads=threads, repeats=repeats, pause_s=PAUSE_S)
     runs, references = runs[-repeats:], references[-repeats:]
-    return Timing.of(runs, warmup=3, threads=threads), summarise(references, quiet_indices(runs)).ms
+    return Timing.of(runs, warmup=3, threads=threads), summarise(references).ms
 
 
 def check_point(model: str, sparsity: float, block: tuple[int, int], seq_len: int = 128, threads: int = 2, *,

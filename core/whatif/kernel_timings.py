@@ -258,7 +258,7 @@ def time_round_robin(calls: list[_Call], threads: int, rounds: int = ROUNDS, ref
     timings = [Timing.of(times, warmup=1, threads=threads, quiet=quiet) for times in samples]
     if reference is None:
         return timings
-    return timings, summarise(references[-rounds:], quiet).ms
+    return timings, summarise(references[-rounds:]).ms
 
 
 def _table(table, cache) -> tuple[dict, bool]:

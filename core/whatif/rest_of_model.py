@@ -225,7 +225,7 @@ def rest_of_model(source: ModelSource, profile: ModelProfile, shape: InputShape,
         return {"rest_ms": rest, "spread_ms": statistics.pstdev(whole - inside for whole, inside in samples),
                 "total_ms": statistics.median(whole for whole, _ in quiet),
                 "linear_ms": statistics.median(inside for _, inside in quiet),
-                "reference_ms": summarise(measured.references, quiet_positions).ms,
+                "reference_ms": summarise(measured.references).ms,
                 "quantize_calls": sorted(measured.quantize_calls.items()),
                 "int8_layers": [layer.name for layer in compiled.layers if layer.precision == "int8"],
                 "layers": [layer.name for layer in compiled.layers], "seconds": time.perf_counter() - start}
