@@ -70,6 +70,7 @@ JOBS: dict[str, JobKind] = {
     **_kinds("tvm", tvm=(True, 6)),
     **_kinds("whatif", whatif=(True, 6), whatif_check=(True, 6)),
     **_kinds("peers", peers=(True, 4)),
+    **_kinds("recovery", recover=(False, 6)),
     **_kinds("demo", demo=(True, 6)),
 }
 JOB_FUNCTIONS: dict[str, str] = {name: kind.target for name, kind in JOBS.items()}

@@ -8,6 +8,8 @@ the queue and how long it has waited.
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from core.errors import SparseLabError
@@ -92,9 +94,31 @@ def _follow(job_id: str) -> None:
     else:
         where = f" · on {job.machine}" if job.machine else ""
         st.progress(job.progress, text=f"{job.label}: {job.message or job.status}{where}")
+        _remember(job)
+        history = st.session_state.get(f"job-history-{job.id}")
+        if history and len(history) > 1:
+            import plotly.graph_objects as go
+
+            figure = go.Figure(go.Scatter(x=[h[0] for h in history], y=[h[1] for h in history], mode="lines"))
+            figure.update_layout(height=240, margin={"t": 30, "b": 30}, xaxis_title="step", yaxis_title="loss",
+                                 title="Live loss")
+            st.plotly_chart(figure, width="stretch", key=f"job-history-chart-{job.id}")
     if st.button("Cancel", key=f"cancel-{job_id}"):
         job_runner().cancel(job_id)
         st.rerun(scope="app")
+
+
+_STEP_LOSS = re.compile(r"step (\d+), loss ([0-9.eE+-]+)")
+
+
+def _remember(job: Job) -> None:
+    """Keep every (step, loss) a training job reported while this page followed it: a live loss curve."""
+    match = _STEP_LOSS.search(job.message or "")
+    if match:
+        history = st.session_state.setdefault(f"job-history-{job.id}", [])
+        point = (int(match[1]), float(match[2]))
+        if not history or history[-1][0] != point[0]:
+            history.append(point)
 
 
 def _show_outcome(job: Job) -> None:

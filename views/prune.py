@@ -79,6 +79,47 @@ if job and job.status == "done":
                                     f"{layer}: nonzero = dark, {stats_block} blocks in red"), width="stretch")
 
 st.divider()
+st.subheader("Recover by distillation")
+st.markdown("One-shot pruning at 80-90% breaks a model. Recovery prunes gradually toward the target (a cubic "
+            "schedule) while the pruned model learns to reproduce the dense one's sentence embeddings and hidden "
+            "states on the project's training sentences (never the evaluation pairs); masks hold throughout. It "
+            "runs on the CPU as a job, checkpoints as it goes, and resumes where a cancelled run stopped.")
+with st.form("recover"):
+    cols = st.columns(5)
+    with cols[0]:
+        recover_model = model_picker("recover", default=DEFAULT_MODEL, url_param=None)
+    recover_method = cols[1].selectbox("Start from", ["magnitude", "sparsegpt"], key="recover-method")
+    recover_sparsity = cols[2].slider("Target sparsity", 0.5, 0.95, 0.8, 0.05, key="recover-sparsity")
+    recover_block = cols[3].selectbox("Zeros", ["unstructured", "16x4", "16x1", "1x4"], key="recover-block",
+                                      help="Blocks keep their structure through training (16x4, 1x4: int8 kernels)")
+    recover_minutes = cols[4].number_input("Minutes", 1, 60, 15, key="recover-minutes")
+    if st.form_submit_button("Prune and recover", key="recover-submit") and recover_model:
+        start_job("recover", {"model": recover_model, "method": recover_method, "sparsity": recover_sparsity,
+                              "block": None if recover_block == "unstructured" else recover_block,
+                              "minutes": float(recover_minutes)},
+                  label=f"Recovering {recover_model} at {recover_sparsity:.0%}")
+recovered = job_status("recover")
+if recovered and recovered.status == "done":
+    result = recovered.result
+    before, after = result["fidelity"]["dense_vs_one_shot"], result["fidelity"]["dense_vs_recovered"]
+    cols = st.columns(4)
+    cols[0].metric("Mean cosine vs dense", f"{after['mean_cosine']:.3f}",
+                   f"{after['mean_cosine'] - before['mean_cosine']:+.3f} vs one-shot")
+    cols[1].metric("Paraphrase retrieval", f"{after['retrieval_accuracy']:.1%}",
+                   f"{after['retrieval_accuracy'] - before['retrieval_accuracy']:+.1%} vs one-shot")
+    cols[2].metric("Sparsity", f"{result['sparsity']:.1%}")
+    cols[3].metric("Training", f"{result['recovery']['steps']} steps",
+                   f"{result['recovery']['minutes']:.1f} min, final loss {result['recovery']['final_loss']:.4f}",
+                   delta_color="off")
+    curve = result["recovery"].get("loss_curve")
+    if curve:
+        st.line_chart({"loss": [point[1] if isinstance(point, (list, tuple)) else point for point in curve]},
+                      height=220)
+    st.caption(f"In the library as **{result['library_name']}**"
+               + (" · from the cache" if result.get("cache_hit") else ""))
+    handoff_links(result["library_name"], ("store", "compile", "whatif"))
+
+st.divider()
 st.subheader("Fidelity vs sparsity")
 st.markdown("Each point prunes the dense model, then compares sentence embeddings with the dense model's on "
             "the project's 72 paraphrase pairs: mean and worst cosine, and whether each sentence's nearest "

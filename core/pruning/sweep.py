@@ -64,12 +64,16 @@ def run_sweep(model_name: str = DEFAULT_MODEL, specs: Sequence[str] = METHOD_SPE
 
 
 def recorded_curves(store: RunStore, model: str) -> dict[str, list[dict]]:
-    """Fidelity curves of ``model`` from the run store: per method label, the newest swept point per sparsity."""
+    """Fidelity curves of ``model`` from the run store: per method label, the newest swept point per sparsity;
+    recovered models (distillation) are curves of their own, "<label> recovered"."""
     newest = {}
     for record in store.query(kind="prune", model=model):  # newest first
         if "sweep" in record.settings:
             point = {"sparsity": record.sparsity, **record.metrics, "run_id": record.id}
             newest.setdefault((record.metrics["label"], record.sparsity), point)
+    for record in store.query(kind="recover", model=model):  # recovered models: one curve per method label
+        point = {"sparsity": record.sparsity, **record.metrics, "run_id": record.id}
+        newest.setdefault((f"{record.metrics.get('label', record.method)} recovered", record.sparsity), point)
     curves: dict[str, list[dict]] = {}
     for (label, _), point in sorted(newest.items(), key=lambda item: item[0][1]):
         curves.setdefault(label, []).append(point)
