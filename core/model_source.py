@@ -138,7 +138,8 @@ class ModelSource:
                 model = auto.from_config(config)
         else:
             _check_task(auto, self.load_config(), task)
-            model = self._from_pretrained(auto)
+            model, info = self._from_pretrained(auto, output_loading_info=True)
+            _refuse_missing_weights(self.location, model, info)
         conv1d_to_linear(model)
         return model.eval()
 
@@ -173,9 +174,9 @@ class ModelSource:
         return (f"'{self.location}' has no tokenizer files (looked for {', '.join(TOKENIZER_FILES)}); "
                 "save the tokenizer next to the model (tokenizer.save_pretrained) to score it on text.")
 
-    def _from_pretrained(self, auto):
+    def _from_pretrained(self, auto, **kwargs):
         try:
-            return auto.from_pretrained(self.location, trust_remote_code=False)
+            return auto.from_pretrained(self.location, trust_remote_code=False, **kwargs)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             if self.kind == "hub":
                 raise SparseLabError(
@@ -195,6 +196,24 @@ class ModelSource:
         if self.kind == "local":
             return {"content": folder_digest(Path(self.location))}
         return {"hub_id": self.location}
+
+
+# Weights a checkpoint may lack without harm: a task head (or pooler) its model was not saved with,
+# which transformers initialises, as it should, for the head asked for.
+HEAD_PREFIXES = ("classifier", "qa_outputs", "pooler", "lm_head", "score", "pre_classifier", "cls.", "qa_")
+
+
+def _refuse_missing_weights(location: str, model, info: dict) -> None:
+    """transformers fills weights a checkpoint lacks with fresh random values and only logs it: a damaged
+    pruned folder would load, compile, store and be measured as if it were whole. Refuse it, naming them."""
+    prefix = getattr(model, "base_model_prefix", "")
+    missing = [key for key in info.get("missing_keys", ())
+               if not key.removeprefix(f"{prefix}.").startswith(HEAD_PREFIXES)]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise SparseLabError(f"The weights in '{location}' lack {len(missing)} tensor(s) the model needs: {shown}. "
+                             "transformers would fill them with random values; save the whole model again "
+                             "(save_pretrained) or check the folder.")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -39,7 +39,8 @@ def save_pruned(model, tokenizer, folder: str | os.PathLike, summary: dict) -> P
     staging = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        if tokenizer is not None:  # a model without tokenizer files is still a model
+            tokenizer.save_pretrained(staging)
         (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
         os.replace(staging, path)
     except BaseException:
