@@ -459,9 +459,8 @@ def _set_slot(data: bytes, label: str, value: int) -> bytes:
     ("float", "buffer 3 length", 2 ** 30, "The TFLite interpreter rejects this file"),
 ])
 def test_damaged_tflite_found_by_fuzzing_is_refused(variant, label, value, words):
-    from tests.fixtures_keras import _tiny_run
-
     from core.tflite.inspection import inspect_tflite
+    from tests.fixtures_keras import _tiny_run
 
     data = _set_slot(_tiny_run().files[variant], label, value)
     with pytest.raises(SparseLabError) as caught:

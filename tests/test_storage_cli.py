@@ -6,7 +6,8 @@ from tests.test_cli import run_cli
 
 def test_store_then_load_verify(tmp_path):
     out = tmp_path / "tiny.h5"
-    code, stdout, stderr = run_cli("store", "--model", "bert-tiny", "--format", "prunebert", "--out", str(out), "--json")
+    code, stdout, stderr = run_cli("store", "--model", "bert-tiny", "--format", "prunebert", "--out", str(out),
+                                   "--json")
     assert code == 0, stderr
     result = json.loads(stdout)
     assert result["format"] == "prunebert" and result["bit_exact"] is True

@@ -5,8 +5,8 @@ import torch
 
 from core.errors import SparseLabError
 from core.model_source import resolve
-from core.storage.quantization import prepare_for_storage
 from core.storage import prunebert_format, sparselab_format
+from core.storage.quantization import prepare_for_storage
 from core.storage.quantized_state import QuantizedLinear, QuantizedState, QuantizedWeight, load_into
 from core.storage.store import StoreConfig, file_settings, load_file, store_model, stored_state, verify_file
 from core.storage.verify import outputs_equal, random_inputs
@@ -74,7 +74,8 @@ def test_prunebert_index_width_choice(tmp_path, width, dtype):
     with h5py.File(path) as h5:
         assert h5["wide._packed_params.weight.int_repr.indices"].dtype == dtype
     back = prunebert_format.load(path)
-    assert np.array_equal(back.linears["wide"].weight.int_repr, _state_with_width(width).linears["wide"].weight.int_repr)
+    expected = _state_with_width(width).linears["wide"].weight.int_repr
+    assert np.array_equal(back.linears["wide"].weight.int_repr, expected)
 
 
 def test_sparselab_wide_rows(tmp_path):

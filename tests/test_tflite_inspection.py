@@ -3,7 +3,7 @@ import pytest
 
 from core.errors import SparseLabError
 from core.tflite.inspection import inspect_tflite, weight_heatmap
-from tests.fixtures_keras import tflite_layout, tiny_cnn  # noqa: F401
+from tests.fixtures_keras import tflite_layout
 
 
 def test_sparse_file_reads_back_the_true_stripped_keras_weights(tiny_cnn):

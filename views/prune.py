@@ -37,7 +37,8 @@ with st.form("prune"):
     mn = cols[1].selectbox("m:n", MN_CHOICES, index=MN_CHOICES.index(DEFAULT_MN), key="prune-mn")
     scope = cols[2].radio("Threshold", ["layer", "global"], horizontal=True, key="prune-scope")
     task = cols[3].selectbox("Head", TASKS, key="prune-task")
-    patterns = st.text_input("Layers to prune (patterns, space-separated)", placeholder="default: the Linears of the repeated blocks",
+    patterns = st.text_input("Layers to prune (patterns, space-separated)",
+                             placeholder="default: the Linears of the repeated blocks",
                              help="glob (*attention*), plain word (intermediate) or re:REGEX", key="prune-patterns")
     if st.form_submit_button("Prune and measure", type="primary", key="prune-submit") and model:
         start_job("prune", {"model": model, "task": task, "method": method,

@@ -48,7 +48,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scope", choices=SCOPES, default="layer", help="one threshold per layer or global")
     parser.add_argument("--norm", choices=NORMS, default="l2", help="block score")
     parser.add_argument("--layers", nargs="+", metavar="PATTERN",
-                        help="layers to prune: glob, plain substring, or re:REGEX (default: the Linears of the repeated blocks)")
+                        help="layers to prune: glob, plain substring, or re:REGEX "
+                             "(default: the Linears of the repeated blocks)")
     parser.add_argument("--exclude", nargs="+", metavar="PATTERN", default=(), help="layers to keep dense")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random what-if weights")
     parser.add_argument("--save", metavar="DIR", help="write the pruned model to this new folder")

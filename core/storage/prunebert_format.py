@@ -26,9 +26,23 @@ import scipy.sparse
 from core.errors import SparseLabError
 from core.storage.h5_files import FORMAT_ATTR, METADATA_ATTR, RESERVED_ATTRS, atomic_h5_writer, open_h5
 from core.storage.quantized_state import QuantizedLinear, QuantizedState, QuantizedWeight
-from core.storage.validation import (INT_KINDS, UNCHECKED_LAYER_LIMIT, ExpectedLayout, ExpectedLinear, check_csr,
-                                     check_output_qparams, check_qparams, checked_metadata, format_name,
-                                     format_version, json_attr, keys, read_checked, scalar_attr, small_attr)
+from core.storage.validation import (
+    INT_KINDS,
+    UNCHECKED_LAYER_LIMIT,
+    ExpectedLayout,
+    ExpectedLinear,
+    check_csr,
+    check_output_qparams,
+    check_qparams,
+    checked_metadata,
+    format_name,
+    format_version,
+    json_attr,
+    keys,
+    read_checked,
+    scalar_attr,
+    small_attr,
+)
 
 NAME = "prunebert"
 VERSION = 1  # files without a version attribute (the notebook's) are version 1

@@ -30,7 +30,7 @@ class QuantizedWeight:
     axis: int | None
 
     @classmethod
-    def from_tensor(cls, weight: torch.Tensor) -> "QuantizedWeight":
+    def from_tensor(cls, weight: torch.Tensor) -> QuantizedWeight:
         if weight.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
             return cls(weight.int_repr().numpy(), np.array([weight.q_scale()], np.float64),
                        np.array([weight.q_zero_point()], np.int64), None)

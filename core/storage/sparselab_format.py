@@ -26,9 +26,23 @@ from core.errors import SparseLabError
 from core.storage.gap_coding import ESCAPE, decode_checked, encode_positions
 from core.storage.h5_files import FORMAT_ATTR, METADATA_ATTR, atomic_h5_writer, open_h5
 from core.storage.quantized_state import QuantizedLinear, QuantizedState, QuantizedWeight
-from core.storage.validation import (INT_KINDS, UNCHECKED_LAYER_LIMIT, ExpectedLayout, check_dataset,
-                                     check_output_qparams, check_qparams, checked_metadata, dataset, format_name,
-                                     format_version, group, json_attr, keys, read, read_checked)
+from core.storage.validation import (
+    INT_KINDS,
+    UNCHECKED_LAYER_LIMIT,
+    ExpectedLayout,
+    check_dataset,
+    check_output_qparams,
+    check_qparams,
+    checked_metadata,
+    dataset,
+    format_name,
+    format_version,
+    group,
+    json_attr,
+    keys,
+    read,
+    read_checked,
+)
 
 NAME = "sparselab"
 VERSION = 1
@@ -58,7 +72,8 @@ def save(state: QuantizedState, path: Path, attrs: dict | None = None) -> None:
         h5.attrs[METADATA_ATTR] = json.dumps(state.metadata)
         group = h5.create_group("linear")
         group.create_dataset("names", data=np.array(names, dtype=object), dtype=h5py.string_dtype())
-        group.create_dataset("shapes", data=np.array([l.weight.int_repr.shape for l in layers], np.int64).reshape(-1, 2))
+        shapes = np.array([l.weight.int_repr.shape for l in layers], np.int64).reshape(-1, 2)
+        group.create_dataset("shapes", data=shapes)
         group.create_dataset("nnz", data=np.array([len(v) for v in values], np.int64))
         group.create_dataset("gap_bytes", data=np.array([len(g) for g in gaps], np.int64))
         group.create_dataset("values", data=_concat(values, np.int8), **GZIP)

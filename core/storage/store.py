@@ -14,9 +14,9 @@ import torch
 
 from core.errors import SparseLabError
 from core.model_source import TASKS, ModelSource
-from core.storage.quantization import EMBEDDING_CHOICES, is_embedding_key, prepare_for_storage
 from core.storage import prunebert_format, sparselab_format
 from core.storage.h5_files import SETTINGS_ATTR, open_h5
+from core.storage.quantization import EMBEDDING_CHOICES, is_embedding_key, prepare_for_storage
 from core.storage.quantized_state import QuantizedState, decompose, load_into
 from core.storage.validation import ExpectedLayout, json_attr
 from core.storage.verify import outputs_equal, random_inputs
@@ -80,7 +80,8 @@ def stored_torch_size(model: torch.nn.Module, config: StoreConfig) -> int:
 
 
 def save_state(state: QuantizedState, config: StoreConfig, path: Path, source_name: str) -> None:
-    FORMATS[config.format].save(state, path, attrs={SETTINGS_ATTR: json.dumps({**asdict(config), "source": source_name})})
+    settings = json.dumps({**asdict(config), "source": source_name})
+    FORMATS[config.format].save(state, path, attrs={SETTINGS_ATTR: settings})
 
 
 def file_settings(path: Path) -> tuple[str, StoreConfig]:

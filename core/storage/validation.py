@@ -300,7 +300,9 @@ def check_qparams(module: str, scales: np.ndarray, zero_points: np.ndarray, axis
     if axis is not None and axis not in (0, 1):
         raise SparseLabError(f"Layer '{module}' gives per-channel axis {axis}; a Linear weight has axes 0 and 1.")
     if expected is not None and axis != expected.axis:
-        scheme = lambda a: "per-tensor" if a is None else f"per-channel (axis {a})"
+        def scheme(a):
+            return "per-tensor" if a is None else f"per-channel (axis {a})"
+
         raise SparseLabError(f"Layer '{module}' has {scheme(axis)} scales in the file, but the file's settings "
                              f"make the model {scheme(expected.axis)}: the file is damaged.")
     count = 1 if axis is None else shape[axis]
