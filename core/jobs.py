@@ -302,8 +302,13 @@ class JobRunner:
 
     def _finish(self, job_id: str, future) -> None:
         """Record the outcome of a finished task (done, failed, cancelled, or its worker died)."""
-        with self._lock:
-            self._futures.pop(job_id, None)
+        try:
+            self._record_outcome(job_id, future)
+        finally:
+            with self._lock:
+                self._futures.pop(job_id, None)
+
+    def _record_outcome(self, job_id: str, future) -> None:
         if future.cancelled():
             self._update(job_id, only_if_active=True, status="cancelled", message="cancelled", finished=time.time())
             return
@@ -354,11 +359,11 @@ class JobRunner:
             return [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created")]
 
     def _reconciled(self, job: Job) -> Job:
-        """An active job this runner does not hold, owned by a runner that is gone, will never report."""
-        if not job.active or job.id in self._futures:
-            return job
-        if job.owner and job.owner != self.owner and _owner_alive(job.owner):
-            return job  # another live dashboard process follows it
+        """An active job whose runner is gone (its process ended) will never report: it failed."""
+        if not job.active or job.id in self._futures or job.owner == self.owner:
+            return job  # ours: its future reports (the record is written before the future is let go)
+        if job.owner and _owner_alive(job.owner):
+            return job  # another live runner follows it
         self._update(job.id, only_if_active=True, status="failed", finished=time.time(),
                      error="The dashboard process that ran this job stopped (restarted or killed) before it "
                            "finished; start it again.")
