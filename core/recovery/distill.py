@@ -222,6 +222,10 @@ def train(request: RecoveryRequest, student, teacher, tokenizer, checkpoint: Pat
     for module in student.modules():  # dropout off: the teacher's answers are deterministic targets
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
+    if not request.train_embeddings:  # unpruned, and half of MiniLM's weights: Adam over them costs a lot
+        for module in student.modules():
+            if isinstance(module, torch.nn.Embedding):
+                module.weight.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=request.lr,
                                   weight_decay=0.0)
     budget = request.minutes * 60.0

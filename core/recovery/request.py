@@ -45,6 +45,7 @@ class RecoveryRequest:
     calibration: int = ONE_SHOT_CALIBRATION
     seed: int = 0
     resume: bool = True  # continue this request's checkpoint if there is one
+    train_embeddings: bool = False  # token/position embeddings are not pruned; frozen unless asked
     texts: tuple[str, ...] | None = None  # training sentences (default: core/data/corpus.txt)
     threads: int = 2
 
@@ -64,8 +65,9 @@ class RecoveryRequest:
             raise SparseLabError(f"A recovery option is not a number: {exc}") from exc
         if "texts" in given:
             given["texts"] = tuple(str(t) for t in given["texts"])
-        if "resume" in given:
-            given["resume"] = bool(given["resume"])
+        for flag in ("resume", "train_embeddings"):
+            if flag in given:
+                given[flag] = bool(given[flag])
         request = cls(**given)
         request.validate()
         return request
