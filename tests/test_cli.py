@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from core.run_store import RunRecord, default_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -14,6 +16,7 @@ def run_cli(*args):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+@pytest.mark.slow  # a fresh CLI process
 def test_env_json_has_versions_and_paths(sparselab_home):
     code, out, _ = run_cli("env", "--json")
     assert code == 0
@@ -24,6 +27,7 @@ def test_env_json_has_versions_and_paths(sparselab_home):
     assert data["store_path"].startswith(str(sparselab_home))
 
 
+@pytest.mark.slow  # fresh CLI processes
 def test_runs_list_and_export(sparselab_home, tmp_path):
     default_store().add(RunRecord(kind="tvm", model="bert-tiny", latency_ms=3.0))
     code, out, _ = run_cli("runs", "list", "--json")

@@ -79,6 +79,7 @@ def test_embeddings_are_unit_length_and_ignore_padding(minilm):
     assert torch.allclose(together[0], alone[0], atol=1e-5)
 
 
+@pytest.mark.slow  # prunes and scores the real MiniLM
 def test_minilm_fidelity_falls_with_sparsity(minilm):
     model, tokenizer = minilm
     sentences = pair_sentences(sentence_pairs()[:FEW_PAIRS])
@@ -145,6 +146,7 @@ def test_pruned_decoder_drifts_from_dense_on_next_tokens():
     assert heavy.next_token_agreement < 1.0 and heavy.perplexity_ratio != pytest.approx(1.0)
 
 
+@pytest.mark.slow  # prunes decoders end to end
 def test_prune_summary_has_decoder_fidelity_and_selected_by(tmp_path):
     summary = prune_and_measure("llama-tiny", PruneConfig(method="magnitude", sparsity=0.5),
                                 store=RunStore(tmp_path / "runs.sqlite"))

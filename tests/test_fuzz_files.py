@@ -254,6 +254,7 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
+@pytest.mark.slow  # 240 loads of mutated files (~80 s); test_storage_validation has the targeted cases
 def test_fuzzed_hdf5_files_are_refused_or_loaded_in_bounded_memory(tmp_path):
     rng = np.random.default_rng(SEED)
     bound = 2 * model_bytes()

@@ -41,6 +41,7 @@ def test_prune_prints_layers_sparsity_fidelity_and_saves_a_loadable_model(sparse
     assert record.settings["saved"] == str(target)
 
 
+@pytest.mark.slow  # a fresh CLI process per case (imports torch and transformers)
 @pytest.mark.parametrize("args, message", [
     (["--sparsity", "1.0"], "outside [0, 1)"),
     (["--sparsity", "0.5", "--layers", "decoder.*"], "'decoder.*' matches none"),

@@ -105,6 +105,7 @@ def test_block_that_does_not_divide_names_the_layer():
         recover_job({"model": "bert-tiny", "sparsity": 0.5, "block": "7x3", "steps": 2})
 
 
+@pytest.mark.slow  # trains
 # ------------------------------------------------------------------------------------------------ training
 @pytest.mark.parametrize("block", [None, "16x4"])
 def test_masks_hold_through_training(tiny_model, tiny_tokenizer, block):
@@ -133,6 +134,7 @@ def test_masks_hold_through_training(tiny_model, tiny_tokenizer, block):
             assert float(zero_blocks.float().mean()) == pytest.approx(0.8, abs=0.02)  # whole blocks are zero
 
 
+@pytest.mark.slow  # trains
 def test_loss_decreases_on_a_tiny_corpus(tiny_model, tiny_tokenizer):
     import copy
 
@@ -147,6 +149,7 @@ def test_loss_decreases_on_a_tiny_corpus(tiny_model, tiny_tokenizer):
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
+@pytest.mark.slow  # trains
 def test_resume_continues_the_step_count(tiny_model, tiny_tokenizer, tmp_path, monkeypatch):
     import copy
 
@@ -172,6 +175,7 @@ def test_resume_continues_the_step_count(tiny_model, tiny_tokenizer, tmp_path, m
     assert fresh.resumed_from == 0 and fresh.steps == 20
 
 
+@pytest.mark.slow  # trains
 # ------------------------------------------------------------------------------------------------ the job
 def test_cancel_leaves_a_loadable_checkpoint_and_no_partial_folder(sparselab_home, monkeypatch):
     from core.artifact_cache import default_cache

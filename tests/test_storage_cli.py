@@ -1,9 +1,12 @@
 import json
 
+import pytest
+
 from core.run_store import default_store
 from tests.test_cli import run_cli
 
 
+@pytest.mark.slow  # two CLI processes that quantize and reload
 def test_store_then_load_verify(tmp_path):
     out = tmp_path / "tiny.h5"
     code, stdout, stderr = run_cli("store", "--model", "bert-tiny", "--format", "prunebert", "--out", str(out),

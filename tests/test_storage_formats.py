@@ -28,9 +28,10 @@ def pruned_tiny(tmp_path_factory):
     return resolve(str(folder))
 
 
-@pytest.mark.parametrize("fmt", [f.NAME for f in FORMATS])
-@pytest.mark.parametrize("per_channel", [False, True])
-@pytest.mark.parametrize("embeddings", ["none", "fp32", "fp16"])
+@pytest.mark.parametrize("fmt, per_channel, embeddings", [
+    pytest.param(fmt, per_channel, embeddings,
+                 marks=() if (fmt, per_channel, embeddings) == ("sparselab", False, "none") else pytest.mark.slow)
+    for fmt in [f.NAME for f in FORMATS] for per_channel in (False, True) for embeddings in ("none", "fp32", "fp16")])
 def test_store_and_reload_bit_exact(pruned_tiny, tmp_path, fmt, per_channel, embeddings):
     out = tmp_path / "m.h5"
     result = store_model(pruned_tiny, StoreConfig(format=fmt, per_channel=per_channel, embeddings=embeddings), out)

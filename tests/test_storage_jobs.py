@@ -1,10 +1,12 @@
 import h5py
+import pytest
 
 from core.jobs import default_runner
 from core.run_store import default_store
 from core.storage.jobs import save_upload, uploads_dir
 
 
+@pytest.mark.slow  # a real store job with its latency and fidelity report
 def test_store_job_saves_reports_and_records():
     runner = default_runner()
     params = {"model": "bert-tiny", "format": "sparselab", "embeddings": "none", "threads": 1}
