@@ -105,8 +105,8 @@ def test_block_that_does_not_divide_names_the_layer():
         recover_job({"model": "bert-tiny", "sparsity": 0.5, "block": "7x3", "steps": 2})
 
 
-@pytest.mark.slow  # trains
 # ------------------------------------------------------------------------------------------------ training
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("block", [None, "16x4"])
 def test_masks_hold_through_training(tiny_model, tiny_tokenizer, block):
     import copy
@@ -175,8 +175,8 @@ def test_resume_continues_the_step_count(tiny_model, tiny_tokenizer, tmp_path, m
     assert fresh.resumed_from == 0 and fresh.steps == 20
 
 
-@pytest.mark.slow  # trains
 # ------------------------------------------------------------------------------------------------ the job
+@pytest.mark.slow  # trains
 def test_cancel_leaves_a_loadable_checkpoint_and_no_partial_folder(sparselab_home, monkeypatch):
     from core.artifact_cache import default_cache
     from core.library.store import default_library
