@@ -45,7 +45,7 @@ def test_round_robin_calls_every_kernel_once_per_round_after_a_wake_call():
     assert all(t.median_ms >= t.min_ms > 0 for t in timings)
 
 
-def test_the_reference_is_sampled_after_every_round_and_summarised_over_the_quiet_rounds():
+def test_the_reference_is_sampled_after_every_round_and_summarised_over_its_own_quiet_quarter():
     order = []
     # two calls a round (the wake call, then the timed one); the timed call of the first timed round is slow
     sleeps = itertools.chain([0.0, 0.0, 0.0, 0.003], itertools.repeat(0.0))
@@ -53,8 +53,9 @@ def test_the_reference_is_sampled_after_every_round_and_summarised_over_the_quie
     reference = CountingReference(order)
     timings, reference_ms = time_round_robin(calls, threads=1, rounds=4, reference=reference)
     assert order == ["kernel", "kernel", "reference"] * 5  # the wake call, the timed call, then the reference
-    # samples 2..5 belong to the timed rounds; the quiet round (one of four) is a fast one, never the slow first
-    assert reference_ms in (3.0, 4.0, 5.0) and timings[0].repeats == 4
+    # samples 2..5 belong to the timed rounds; the reference's own quiet quarter (one of four) is its fastest,
+    # whichever rounds the kernels found quiet (tied to those, it followed their preemption: docs/whatif.md)
+    assert reference_ms == 2.0 and timings[0].repeats == 4
 
 
 def test_a_curve_scales_every_grid_time():
@@ -75,8 +76,8 @@ def test_missing_tables_are_timed_together_then_read_from_the_cache(monkeypatch)
     assert hit and dense_hit
     assert curve.sparsities == SPARSITY_GRID and len(curve.ms) == len(SPARSITY_GRID)
     assert list(curve.ms) == sorted(curve.ms, reverse=True) and dense.ms > 0 and dense.spread >= 0
-    # the fake reference's samples were 2, 3, 4 ms in the three timed rounds: every table keeps the quiet one's
-    assert curve.reference_ms == dense.reference_ms and curve.reference_ms in (2.0, 3.0, 4.0)
+    # the fake reference's samples were 2, 3, 4 ms in the three timed rounds: every table keeps the quiet one
+    assert curve.reference_ms == dense.reference_ms == 2.0
 
 
 @pytest.mark.slow  # compiles the int8 TVM kernels
