@@ -44,7 +44,7 @@ def test_whatif_estimate_then_compare_in_the_browser(sparselab_home):
         page.get_by_role("heading", name="What-if").wait_for(timeout=60_000)
         form = page.get_by_test_id("stForm").first
         form.get_by_test_id("stSelectbox").first.click()
-        page.get_by_role("option", name="bert-tiny").click()
+        page.get_by_role("option", name="bert-tiny", exact=True).click()
         page.get_by_label("Sequence length").fill("32")  # no Enter: in a form, Enter submits it
         form.get_by_role("button", name="Estimate").click()
         page.get_by_text("Answered in").wait_for(timeout=300_000)
