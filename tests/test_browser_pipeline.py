@@ -92,6 +92,8 @@ def test_upload_prune_store_compile_compare_by_clicks(sparselab_home, tmp_path):
         form.get_by_role("button", name="Compile and benchmark").click()
         wait_for_text(page, "Converted to BSR", 900_000, "pipeline-4-compile")
         no_exception(page)
+        assert "block=1x1" in page.url  # unstructured magnitude: the hand-off chose 1x1 blocks
+        page.get_by_text("12/12").first.wait_for(timeout=10_000)  # every encoder Linear became BSR
         screenshot(page, "pipeline-4-compile")
 
         click_link(page, "Compare these runs", "Compare")
@@ -100,7 +102,8 @@ def test_upload_prune_store_compile_compare_by_clicks(sparselab_home, tmp_path):
         shown = int(caption.inner_text().split()[0])
         assert shown >= 4  # store + PyTorch, TVM dense and TVM sparse, all under the library name
         assert pruned_name in page.get_by_test_id("stMultiSelect").nth(1).inner_text()
-        page.get_by_test_id("stDataFrame").wait_for(timeout=30_000)
+        page.get_by_text("One point per model").wait_for(timeout=30_000)  # the pruned model joined with its runs
+        page.get_by_test_id("stDataFrame").last.wait_for(timeout=30_000)
         no_exception(page)
         screenshot(page, "pipeline-5-compare")
 

@@ -57,7 +57,8 @@ if job and job.status == "done":
     cols[3].metric("Paraphrase retrieval", f"{fidelity['retrieval_accuracy']:.1%}" if fidelity else "-")
     st.caption(f"The pruned model is in the library as **{result['library_name']}**"
                + (" · from the cache" if result["cache_hit"] else ""))
-    handoff_links(result["library_name"], ("store", "compile", "whatif"))
+    handoff_links(result["library_name"], ("store", "compile", "whatif"),
+                  block=result["pattern"] if "x" in (result.get("pattern") or "") else "1x1")
 
     pruned = loaded_model(result["folder"])
     stats_block = st.selectbox("Block shape for the block-sparsity bars", BLOCKS, index=BLOCKS.index(result["block"])
@@ -118,7 +119,9 @@ if recovered and recovered.status == "done":
                       height=220)
     st.caption(f"In the library as **{result['library_name']}**"
                + (" · from the cache" if result.get("cache_hit") else ""))
-    handoff_links(result["library_name"], ("store", "compile", "whatif"))
+    handoff_links(result["library_name"], ("store", "compile", "whatif"),
+                  block=result.get("config", {}).get("block") if result.get("config", {}).get("method") == "block"
+                  else "1x1")
 
 st.divider()
 st.subheader("Fidelity vs sparsity")

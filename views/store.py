@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.library.store import default_library
 from core.model_source import TASKS
 from core.storage.jobs import save_upload
 from core.storage.quantization import EMBEDDING_CHOICES
@@ -21,6 +22,14 @@ st.markdown(
     "into (scale, zero point, int8 values), the values stored sparse, everything in HDF5 with gzip. "
     "**prunebert** is the notebook's layout; **sparselab** stores the same model with one-byte gap-coded "
     "positions in long streams — smaller, and reloaded to the identical model.")
+
+def compile_settings(model: str) -> tuple[str, str]:
+    """(block, precision) for compiling a library model, from the structure of its pruning."""
+    entry = default_library().get(model)
+    label = (entry.details.get("label") or "") if entry else ""
+    block = label.split()[-1] if label.split()[:1] in (["block"], ["random"]) else "1x1"
+    return block, "int8" if block.endswith("x4") else "fp32"
+
 
 save_tab, verify_tab = st.tabs(["Quantize and save", "Verify a file"])
 
@@ -51,9 +60,11 @@ with save_tab:
         cols[3].metric("Load time", f"{stored['load_s'] * 1e3:.0f} ms")
         st.caption(f"{job.params['model']} · {stored['format']} · cache {'hit' if result['cache_hit'] else 'miss'}"
                    + (f" · in the library as {stored['library_name']}" if stored.get("library_name") else ""))
-        handoff_links(job.params["model"], ("compile", "whatif"), precision="int8", block="1x4")
-        st.caption("Compile this model opens Compile with int8 kernels: the same pruned weights, int8 per output "
-                   "channel, activations quantized at run time, on VNNI where the CPU has it.")
+        block, precision = compile_settings(job.params["model"])
+        handoff_links(job.params["model"], ("compile", "whatif"), precision=precision, block=block)
+        st.caption("Compile this model opens Compile with the kernels that suit its zeros: int8 (VNNI) BSR for "
+                   "blocks of 4 input columns (16x4, 4x4, 1x4), fp32 BSR otherwise (an unstructured pruning leaves "
+                   "few whole 4-column blocks empty, so int8 would keep its layers dense).")
         left, right = st.columns(2)
         for column, (embeddings_kind, steps) in zip((left, right), result["waterfalls"].items()):
             title = "Without embeddings" if embeddings_kind == "none" else f"With embeddings ({embeddings_kind})"
