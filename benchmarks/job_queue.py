@@ -27,7 +27,7 @@ LATENCIES = {"tvm": ("torch_dense_ms", "tvm_dense_ms", "tvm_sparse_ms"), "whatif
 def jobs_for(session: int, args) -> list[tuple[str, dict]]:
     sparsity = (0.8, 0.85, 0.9, 0.95)[session]
     shape = {"model": args.model, "seq_len": args.seq_len, "threads": args.threads}
-    return [("tvm", {**shape, "whatif": sparsity, "block": "16x1", "repeats": args.repeats}),
+    return [("tvm", {**shape, "whatif": sparsity, "block": "16x1", "repeats": args.repeats, "peers": args.peers}),
             ("whatif_check", {**shape, "sparsity": sparsity, "block": "16x1", "repeats": args.repeats})]
 
 
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--peers", default="none", help="peer engines each Compile job also times (all, none, ...)")
     args = parser.parse_args()
 
     jobs_dir = Settings.from_env().jobs_dir
