@@ -64,7 +64,7 @@ def summarise(request: DemoRequest, steps: dict) -> dict:
 
 def demo_job(params: dict, progress: Progress = NO_PROGRESS) -> dict:
     request = DemoRequest.from_params(params)
-    spec = ArtifactSpec("demo-summary", {**request.as_params(), "version": 2}, libraries=("torch", "transformers"), cpu_specific=True)
+    spec = ArtifactSpec("demo-summary", request.as_params(), libraries=("torch", "transformers"), cpu_specific=True)
     summary: dict = {}
 
     def build(folder) -> None:
