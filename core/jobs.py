@@ -320,7 +320,9 @@ class JobRunner:
                                f"({type(exc).__name__}: {exc}); the job did not finish.",
                          error_detail="".join(traceback.format_exception(exc)))
             return
-        fields = {"finished": time.time(), "status": outcome["status"]}
+        # the worker's clock: when the job's process ended there, not when this process heard of it (timing
+        # jobs are back to back, so a late callback would make them look overlapped)
+        fields = {"finished": outcome.get("ended", time.time()), "status": outcome["status"]}
         if outcome["status"] == "done":
             result = _import_runs(outcome)
             fields.update(progress=1.0, result=json.dumps(result, default=str))
@@ -521,10 +523,10 @@ def _run_child(job_id: str, target: str, params: dict, jobs_dir: Path, worker, c
         if cancel.wait(0.1):
             _end(process)
             reader.join(timeout=2)
-            return {"status": "cancelled"}
+            return {"status": "cancelled", "ended": time.time()}
     reader.join(timeout=5)
     if final:
-        return final
+        return {**final, "ended": time.time()}
     code = process.returncode
     how = (f"killed by signal {-code}" + (" (SIGKILL: most often the machine ran out of memory)"
                                           if code == -signal.SIGKILL else "")) if code < 0 else f"exit code {code}"
