@@ -1,5 +1,6 @@
 """Helpers shared by the pruning tests (the tiny_model fixture lives in conftest.py)."""
 
+import pytest
 import torch
 
 
@@ -14,3 +15,12 @@ def block_nonzero(weight: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
     return (weight != 0).reshape(rows // block[0], block[0], cols // block[1], block[1]).sum(dim=(1, 3))
 
 
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small per-column updates (SparseGPT, Wanda): one thread is faster than two on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

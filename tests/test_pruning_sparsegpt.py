@@ -19,13 +19,7 @@ from tests.fixtures_pruning import block_nonzero
 CALIBRATION = 24  # sentences: enough for the invariants, fast
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small per-column updates: one thread is faster than two on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
