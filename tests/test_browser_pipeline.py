@@ -57,7 +57,12 @@ def test_upload_prune_store_compile_compare_by_clicks(sparselab_home, tmp_path):
         page.goto(f"{url}/library")
         page.get_by_role("heading", name="Library", exact=True).wait_for(timeout=60_000)
         page.get_by_text("Upload a model").click()
-        page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
+        # The browser sends the file in the background; pressing Add before the server has it submits no file
+        # (CI's loaded host showed exactly that), so wait for the upload's own response first.
+        with page.expect_response(lambda r: "/_stcore/upload_file/" in r.url, timeout=120_000) as sent:
+            page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
+        assert sent.value.ok, sent.value.status
+        page.get_by_test_id("stFileChipName").filter(has_text="tiny-bert.zip").wait_for(timeout=60_000)
         page.get_by_role("button", name="Add to the library").click()
         added = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Added")
         added.wait_for(timeout=120_000)

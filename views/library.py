@@ -26,7 +26,11 @@ with st.expander("Upload a model", icon=":material/upload:", expanded=False):
     with st.form("upload", clear_on_submit=True):
         upload = st.file_uploader("Zipped model folder", type=["zip"], key="library-upload",
                                   disabled=read_only())
-        if st.form_submit_button("Add to the library", key="library-upload-submit", disabled=read_only()) and upload:
+        submitted = st.form_submit_button("Add to the library", key="library-upload-submit", disabled=read_only())
+        if submitted and upload is None:
+            st.warning("Choose a zipped model folder first (or wait until its upload has finished), "
+                       "then press **Add to the library**.")
+        elif submitted:
             try:
                 with st.spinner(f"Checking {upload.name}…"):
                     settings.check_upload(upload.size, f"'{upload.name}'")
