@@ -23,3 +23,28 @@ def test_prune_page_prunes_and_sweeps():
     at.button(key="sweep-submit").click().run()
     finish_job(at, "prune_sweep")
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_a_decoder_shows_next_token_scores_and_sweeps_them():
+    """gpt2-tiny is scored on next tokens, not embeddings: the page shows those scores and offers them to the
+    sweep chart (it used to look for mean_cosine and stop with a KeyError)."""
+    at = open_page("views/prune.py")
+    at.selectbox(key="prune-model").select("gpt2-tiny")
+    at.selectbox(key="prune-task").select("causal-lm")
+    at.slider(key="prune-sparsity").set_value(0.5)
+    at.button(key="prune-submit").click().run()
+    finish_job(at, "prune")
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Sparsity of pruned layers"] == "50.0%"
+    assert metrics["Next-token agreement vs dense"].endswith("%")
+    assert metrics["Perplexity, pruned / dense"].endswith("x")
+    assert "Mean cosine vs dense" not in metrics
+
+    at.selectbox(key="sweep-model").select("gpt2-tiny")
+    at.multiselect(key="sweep-methods").set_value(["magnitude"])
+    at.multiselect(key="sweep-sparsities").set_value([0.0, 0.5])
+    at.button(key="sweep-submit").click().run()
+    finish_job(at, "prune_sweep")
+    assert not at.exception
+    assert at.radio(key="sweep-metric").options[:2] == ["Next-token agreement vs dense", "Perplexity, pruned / dense"]

@@ -175,3 +175,32 @@ def test_the_library_key_changes_with_threads_sequence_length_block_threshold_an
     with torch.no_grad():
         tiny_model.encoder.layer[1].attention.self.query.weight[0, 0] += 1.0  # same shapes, other weights
     assert _library_key(tiny_model, base) not in keys.values()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", [(16, 4), None], ids=["bsr-16x4", "dense"])
+def test_int8_classification_head_keeps_the_fp32_top1(module_cache, block):
+    """Issue 12: an int8 build answers a classification head's top-1 as the fp32 model does, input by input."""
+    from core.model_source import resolve
+    from core.tvm.benchmark import cosine_rows
+    from tests.fixtures_tvm import random_block_sparse
+
+    model = resolve("bert-tiny").load_model("sequence-classification")
+    if block:
+        with torch.no_grad():
+            for module in model.bert.encoder.modules():
+                if isinstance(module, torch.nn.Linear):
+                    mask = random_block_sparse(tuple(module.weight.shape), 0.8, block, seed=7) != 0
+                    module.weight.mul_(torch.from_numpy(mask))
+    shape = InputShape(batch=16, seq_len=SEQ_LEN)  # 16 sentences, one build
+    options = CompileOptions(shape, threads=2, rewrite=RewriteOptions(block=block, threshold=0.5, precision="int8"))
+    compiled = compile_model(model, options, name="bert-tiny-classifier", cache=module_cache)
+    precisions = {layer.name: layer.precision for layer in compiled.layers}
+    assert {p for name, p in precisions.items() if ".encoder." in f".{name}"} == {"int8"}, precisions
+    inputs = example_inputs(shape, model.config.vocab_size, seed=3)
+    expected = _torch_output(model, inputs)
+    actual = compiled.runner().run(inputs)
+    assert actual.shape == expected.shape == (16, model.config.num_labels)
+    assert cosine_rows(actual, expected) >= 0.99
+    np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
+    assert len(set(expected.argmax(axis=1).tolist())) == 2  # both classes occur: the check can fail

@@ -76,7 +76,7 @@ def nonzero_heatmap(mask, row_start: int, col_start: int, row_lines: list[float]
 
 def fidelity_curves(curves: dict[str, list[dict]], metric: str, title: str) -> go.Figure:
     """One line per pruning method: ``metric`` against sparsity."""
-    figure = go.Figure([go.Scatter(name=label, x=[p["sparsity"] for p in points], y=[p[metric] for p in points],
+    figure = go.Figure([go.Scatter(name=label, x=[p["sparsity"] for p in points], y=[p.get(metric) for p in points],
                                    mode="lines+markers") for label, points in curves.items()])
     figure.update_layout(title=title, xaxis_title="sparsity of the pruned layers", yaxis_title=metric.replace("_", " "),
                          height=420, legend={"orientation": "h", "y": 1.12}, margin={"t": 70})

@@ -10,6 +10,7 @@ from core.pruning.session import DEFAULT_MODEL
 from core.pruning.stats import heatmap, layer_sparsities
 from core.pruning.sweep import METHOD_SPEC_CHOICES, METHOD_SPECS, SPARSITIES, SPARSITY_CHOICES, recorded_curves
 from ui.charts import fidelity_curves, layer_sparsity_bars, nonzero_heatmap, sensitivity_heatmap
+from ui.format import FIDELITY_SCORES, fidelity_scores
 from ui.handoffs import handoff_links
 from ui.jobs import job_status, start_job
 from ui.models import loaded_model, model_picker
@@ -50,11 +51,15 @@ job = job_status("prune")
 if job and job.status == "done":
     result = job.result
     fidelity = result.get("fidelity", {})
-    cols = st.columns(4)
+    scores = fidelity_scores(fidelity)[:3]  # encoders: cosines and retrieval; decoders: next tokens, perplexity
+    cols = st.columns(1 + max(3, len(scores)))
     cols[0].metric("Sparsity of pruned layers", f"{result['sparsity']:.1%}")
-    cols[1].metric("Mean cosine vs dense", f"{fidelity['mean_cosine']:.3f}" if fidelity else "-")
-    cols[2].metric("Min cosine vs dense", f"{fidelity['min_cosine']:.3f}" if fidelity else "-")
-    cols[3].metric("Paraphrase retrieval", f"{fidelity['retrieval_accuracy']:.1%}" if fidelity else "-")
+    for col, (_key, label, value) in zip(cols[1:], scores):
+        col.metric(label, value)
+    if not scores:
+        cols[1].metric("Fidelity vs dense", "-")
+    if fidelity.get("note"):
+        st.caption(fidelity["note"])
     st.caption(f"The pruned model is in the library as **{result['library_name']}**"
                + (" · from the cache" if result["cache_hit"] else ""))
     handoff_links(result["library_name"], ("store", "compile", "whatif"),
@@ -140,10 +145,12 @@ with st.form("sweep"):
 sweep = job_status("prune_sweep")
 shown_model = sweep.params.get("model", DEFAULT_MODEL) if sweep else DEFAULT_MODEL
 curves = recorded_curves(run_store(), shown_model)
-if curves:
-    metric = st.radio("Metric", ["mean_cosine", "min_cosine", "retrieval_accuracy"], horizontal=True,
-                      key="sweep-metric")
-    st.plotly_chart(fidelity_curves(curves, metric, f"{shown_model}: {metric.replace('_', ' ')} vs sparsity"),
+recorded = {key for points in curves.values() for point in points for key in point}
+if curves and any(key in recorded for key in FIDELITY_SCORES):
+    metrics = [key for key in FIDELITY_SCORES if key in recorded]  # what this model's sweeps scored
+    metric = st.radio("Metric", metrics, horizontal=True, key="sweep-metric",
+                      format_func=lambda key: FIDELITY_SCORES[key][0])
+    st.plotly_chart(fidelity_curves(curves, metric, f"{shown_model}: {FIDELITY_SCORES[metric][0]} vs sparsity"),
                     width="stretch")
 else:
     st.info(f"No sweep of {shown_model} recorded yet: run one above.")

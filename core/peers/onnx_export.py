@@ -36,13 +36,17 @@ def onnx_spec(model: ModelRef, shape: InputShape) -> ArtifactSpec:
 def _first_output(model):
     import torch
 
+    from core.tvm.relax_import import forward_options
+
+    options = forward_options(model)  # decoders: one full-sequence pass, no KV cache outputs
+
     class FirstOutput(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.model = model
 
         def forward(self, input_ids, attention_mask):
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, **options)
             return out if isinstance(out, torch.Tensor) else out[0]
 
     return FirstOutput().eval()

@@ -183,8 +183,10 @@ def _check(runner, model, inputs: dict, precision: str = "fp32") -> tuple[bool, 
     weights; for int8 "allclose" is the cosine rule (>= INT8_MIN_COSINE)."""
     import torch
 
+    from core.tvm.relax_import import forward_options
+
     with torch.no_grad():
-        expected = model(**inputs)[0].numpy()
+        expected = model(**inputs, **forward_options(model))[0].numpy()
     actual = runner.run(inputs)
     cosine = cosine_rows(actual, expected)
     close = cosine >= INT8_MIN_COSINE if precision == "int8" else np.allclose(actual, expected, rtol=RTOL, atol=ATOL)

@@ -18,13 +18,16 @@ class PyTorchRunner:
     def __init__(self, model, threads: int):
         import torch
 
+        from core.tvm.relax_import import forward_options
+
         torch.set_num_threads(threads)
-        self._torch, self._model = torch, model
+        # A decoder's one full-sequence pass without building a KV cache: what TVM and the ONNX peers compute.
+        self._torch, self._model, self._options = torch, model, forward_options(model)
 
     def run(self, inputs):
         torch = self._torch
         with torch.inference_mode():
-            out = self._model(**{name: torch.from_numpy(value) for name, value in inputs.items()})
+            out = self._model(**{name: torch.from_numpy(value) for name, value in inputs.items()}, **self._options)
         return (out if isinstance(out, torch.Tensor) else out[0]).numpy()
 
 
