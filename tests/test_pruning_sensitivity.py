@@ -9,7 +9,7 @@ from core.commands import sensitivity as command
 from core.errors import SparseLabError
 from core.pruning.jobs import sensitivity_job
 from core.pruning.selection import select_linear_layers
-from core.pruning.sensitivity import layer_sensitivity, recipe, speed_gains
+from core.pruning.sensitivity import apply_recipe, layer_sensitivity, matching_recipe, recipe, recipe_gain, speed_gains
 from core.pruning.session import PruneSession
 
 LAYERS = ["encoder.layer.1.attention.self.query", "encoder.layer.1.output.dense"]
@@ -97,3 +97,27 @@ def test_speed_gains_come_from_the_kernel_tables(monkeypatch):
     gains = speed_gains({"a": (128, 128), "b": (100, 128)}, [0.5, 0.9], block=(16, 1))
     assert gains["a"] == {0.5: pytest.approx(3.0), 0.9: pytest.approx(7.0)}
     assert gains["b"] == {0.5: 0.0, 0.9: 0.0}  # 16 does not divide 100 rows: estimated dense
+
+
+def test_matching_recipe_reaches_the_target_gain_with_the_smallest_budget():
+    # uniform 0.9 over robust and fragile saves 2 + 8 = 10 for a summed drop of 0.31
+    levels, budget = matching_recipe(SENSITIVITY, GAINS, 10.0)
+    assert recipe_gain(levels, GAINS) >= 10.0
+    assert levels == {"robust": 0.9, "fragile": 0.9, "free": 0.5}  # 10.5: nothing cheaper saves 10
+    assert budget == pytest.approx(0.31, abs=1e-6)
+    levels, budget = matching_recipe(SENSITIVITY, GAINS, 4.5)
+    assert levels == {"robust": 0.0, "fragile": 0.5, "free": 0.5} and budget == pytest.approx(0.05, abs=1e-6)
+    with pytest.raises(SparseLabError, match="No recipe over the measured sparsities saves 11"):
+        matching_recipe(SENSITIVITY, GAINS, 11.0)
+
+
+def test_apply_recipe_prunes_each_layer_to_its_own_sparsity(session):
+    levels = {LAYERS[0]: 0.0, LAYERS[1]: 0.9}
+    scored, sparsity = apply_recipe(session, levels)
+    layers = dict(session.model.named_modules())
+    query, output = layers[LAYERS[0]].weight, layers[LAYERS[1]].weight
+    assert int((output == 0).sum()) == round(0.9 * output.numel())  # magnitude, exactly 90% of this layer
+    assert int((query == 0).sum()) == 0  # 0.0: stays dense
+    assert sparsity == pytest.approx(round(0.9 * output.numel()) / (query.numel() + output.numel()))
+    assert scored.min_cosine < 0.9999  # scored after pruning, not before
+    session.restore()

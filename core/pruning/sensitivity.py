@@ -147,3 +147,46 @@ def speed_gains(layers: dict[str, tuple[int, int]], sparsities: Iterable[float],
                 by_shape[shape] = {float(s): dense_ms - curve.at(float(s))[0] for s in sparsities}
         gains[name] = dict(by_shape[shape]) or {float(s): 0.0 for s in sparsities}
     return gains
+
+
+def recipe_gain(levels: dict[str, float], gains: dict) -> float:
+    """The estimated gain (e.g. ms saved) of per-layer sparsities ``levels``."""
+    return sum(_gain(gains, name, s) for name, s in levels.items() if s)
+
+
+def matching_recipe(sensitivity, gains: dict, target_gain: float, steps: int = 40) -> tuple[dict[str, float], float]:
+    """``(levels, budget)``: the recipe with the smallest fidelity budget whose estimated gain reaches
+    ``target_gain`` (e.g. what uniform pruning at 90% saves by the same tables). Bisection on the budget, over
+    ``recipe``; refuses a target no measured sparsity can reach."""
+    drops = _drops(sensitivity)
+    high = sum(max(max(0.0, d) for d in by_s.values()) for by_s in drops.values()) + 1e-9
+    best = recipe(sensitivity, gains, high)
+    if recipe_gain(best, gains) < target_gain - 1e-12:
+        raise SparseLabError(f"No recipe over the measured sparsities saves {target_gain:.3g} (at most "
+                             f"{recipe_gain(best, gains):.3g}): measure the layers at higher sparsities too.")
+    low = 0.0
+    for _ in range(steps):
+        middle = (low + high) / 2
+        levels = recipe(sensitivity, gains, middle)
+        if recipe_gain(levels, gains) >= target_gain - 1e-12:
+            high, best = middle, levels
+        else:
+            low = middle
+    return best, high
+
+
+def apply_recipe(session: PruneSession, levels: dict[str, float], params: dict | None = None):
+    """Prune ``session``'s dense model to per-layer sparsities ``levels`` (0.0: the layer stays dense), each layer
+    with ``params``' method (magnitude by default) on its own; returns its fidelity against the dense model and
+    the sparsity over the recipe's layers."""
+    from core.pruning.apply import prune_model
+
+    params = {"method": "magnitude", **(params or {})}
+    configs = [_layer_config(params, name, float(s)) for name, s in levels.items() if s > 0]  # validated first
+    session.restore()
+    for config in configs:
+        prune_model(session.model, config, tokenizer=session.tokenizer)
+    layers = dict(session.model.named_modules())
+    zeros = sum(int((layers[name].weight == 0).sum()) for name in levels)
+    total = sum(layers[name].weight.numel() for name in levels)
+    return session.score(), (zeros / total if total else 0.0)
