@@ -33,36 +33,17 @@ def onnx_spec(model: ModelRef, shape: InputShape) -> ArtifactSpec:
                         libraries=("torch", "transformers", "onnx"))
 
 
-def _first_output(model):
-    import torch
-
-    from core.tvm.relax_import import forward_options
-
-    options = forward_options(model)  # decoders: one full-sequence pass, no KV cache outputs
-
-    class FirstOutput(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask):
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, **options)
-            return out if isinstance(out, torch.Tensor) else out[0]
-
-    return FirstOutput().eval()
-
-
 def export_onnx(model: ModelRef, shape: InputShape, cache: ArtifactCache) -> tuple[Path, bool]:
     """(path of the cached ``model.onnx``, cache hit)."""
     def build(directory: Path) -> None:
         import torch
 
-        from core.tvm.relax_import import example_inputs
+        from core.tvm.relax_import import example_inputs, first_output
 
         inputs = example_inputs(shape, model.vocab_size)
         try:
             with torch.no_grad():
-                torch.onnx.export(_first_output(model.load_model()), tuple(inputs[n] for n in INPUT_NAMES),
+                torch.onnx.export(first_output(model.load_model()), tuple(inputs[n] for n in INPUT_NAMES),
                                   str(directory / FILE), dynamo=False, opset_version=OPSET,
                                   input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME])
         except Exception as exc:  # the exporter raises many types (UnsupportedOperatorError, RuntimeError ...)

@@ -54,7 +54,7 @@ def forward_options(model) -> dict:
     return {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
 
 
-def _first_output(model):
+def first_output(model):
     """``model`` wrapped so the exported graph takes (ids, mask) and returns one tensor
     (the last hidden state, or the logits of a task head such as a decoder's LM head)."""
     import torch
@@ -79,7 +79,7 @@ def export_model(model, inputs: dict):
 
     try:
         with torch.no_grad():
-            return torch.export.export(_first_output(model), args=(), kwargs=inputs)
+            return torch.export.export(first_output(model), args=(), kwargs=inputs)
     except Exception as exc:  # torch raises many types here (Unsupported, UserError, RuntimeError ...)
         where = _model_source_line(exc)
         raise SparseLabError(f"torch.export cannot capture this model{where}: {_summary(exc)}") from exc
