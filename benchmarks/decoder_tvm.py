@@ -7,8 +7,9 @@ The model is the ``gpt2`` config architecture (GPT2Config() defaults, seeded ran
 projections load as nn.Linear). Every Linear of the 12 repeated blocks gets random 16x1-block weights at 90%
 block sparsity (the What-if weights: the speed does not depend on which blocks are zero); embeddings stay
 dense. Both TVM builds are one full-sequence forward with the causal mask (use_cache=False), checked allclose
-against PyTorch with the same weights; PyTorch eager (dense) is timed for reference, on the same threads, in
-the same process. Default task ``base`` (GPT2Model, last hidden state): the 50257x768 LM head is as many
+against PyTorch with the same weights; PyTorch eager (dense) and the ``--peers`` engines (ONNX Runtime fp32 and
+dynamic int8 by default) are timed on the dense model in the same interleaved rounds, each in its own process.
+Default task ``base`` (GPT2Model, last hidden state): the 50257x768 LM head is as many
 multiply-adds as a third of the blocks' and stays dense in both builds, so ``--task causal-lm`` measures a
 smaller ratio. Target: TVM BSR >= 3x faster than TVM dense. One markdown table; "quiet" is the median of
 the fastest quarter of runs (core.timing); "paired" is the median over adjacent (dense, BSR) run pairs of
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--peers", default="onnxruntime-fp32,onnxruntime-int8",
+                        help="peer engines timed in the same interleaved rounds (comma-separated; 'none')")
     parser.add_argument("--json", help="also write every number to this file")
     args = parser.parse_args()
 
@@ -72,8 +75,9 @@ def main() -> None:
     config = PruneConfig(method="random", sparsity=args.sparsity, block=(16, 1))
     sparse = pruned_copy(dense, config)
     shape = InputShape(1, args.seq_len)
+    peers = [] if args.peers == "none" else [p.strip() for p in args.peers.split(",") if p.strip()]
     comparison = compare(dense, sparse, shape=shape, threads=args.threads, block=(16, 1), repeats=args.repeats,
-                         name=args.model)
+                         name=args.model, peers=peers)
     result = comparison.as_dict()
     ratios = sorted(paired_ratios(comparison, dense.config.vocab_size, shape, args.threads, args.repeats))
     paired = ratios[len(ratios) // 2]
@@ -94,6 +98,14 @@ def main() -> None:
         print(f"| {label} | {timing['median_ms']:.1f} | {timing['quiet_ms']:.1f} | {timing['p10_ms']:.1f}-"
               f"{timing['p90_ms']:.1f} | {dense_timing['median_ms'] / timing['median_ms']:.2f}x | "
               f"{dense_timing['quiet_ms'] / timing['quiet_ms']:.2f}x | {check} |")
+    for peer in result["peers"]:
+        if peer["engine"] == "pytorch":
+            continue
+        print(f"| {peer['engine']} ({peer['precision']}) | {peer['ms']:.1f} | - | {peer['p10_ms']:.1f}-"
+              f"{peer['p90_ms']:.1f} | {dense_timing['median_ms'] / peer['ms']:.2f}x | - | "
+              f"cosine {peer['cosine_vs_fp32']:.4f} |")
+    for skipped in result["skipped_peers"]:
+        print(f"| {skipped['engine']} | skipped: {skipped['reason']} | | | | | |")
     quiet = dense_timing["quiet_ms"] / result["timings"]["tvm_sparse"]["quiet_ms"]
     print(f"\nBSR vs TVM dense: {speedup:.2f}x on medians, {quiet:.2f}x on quiet runs (median of the fastest "
           f"quarter), {paired:.2f}x median of {len(ratios)} paired runs (p10-p90 {ratios[len(ratios) // 10]:.2f}-"

@@ -1,0 +1,39 @@
+"""The fast-math rewrites: GELU by fast erf, and a power by a small whole constant as multiplications."""
+
+import numpy as np
+import pytest
+import torch
+
+from core.tvm.fast_math import fast_math_pass
+from core.tvm.relax_import import export_model, to_relax
+
+
+class Powers(torch.nn.Module):
+    def forward(self, input_ids, attention_mask):
+        x = input_ids.float() / 7.0 - attention_mask.float()
+        return torch.pow(x, 3.0) + torch.pow(x, 2.0) + torch.pow(x.abs() + 1.0, 0.5)  # 0.5: left as a power
+
+
+def _ops(mod) -> list[str]:
+    return [line for line in mod.script().splitlines() if "R.power" in line]
+
+
+@pytest.mark.slow  # builds with TVM
+def test_whole_powers_become_multiplications_and_match_torch():
+    import tvm
+    from tvm import relax
+
+    from core.tvm.target import host_target
+
+    ids = torch.arange(-8, 8).reshape(1, 16)
+    mask = torch.ones(1, 16, dtype=torch.int64)
+    mod = to_relax(export_model(Powers(), {"input_ids": ids, "attention_mask": mask}))
+    assert len(_ops(mod)) == 3
+    rewritten = fast_math_pass()(mod)
+    left = _ops(rewritten)
+    assert len(left) == 1 and "0.5" in left[0]  # only the square root stays a power
+    executable = tvm.compile(rewritten, host_target(1))
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(ids.numpy()), tvm.runtime.tensor(mask.numpy()))
+    out = out if hasattr(out, "numpy") else out[0]  # a one-tensor tuple when the graph returns a tuple
+    np.testing.assert_allclose(out.numpy(), Powers()(ids, mask).numpy(), rtol=1e-6, atol=1e-6)
