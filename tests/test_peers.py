@@ -258,3 +258,32 @@ def test_peers_job_records_each_engine_as_a_run(report, monkeypatch):
     assert fastest.latency_ms == report.result(report.best_peer).ms and fastest.metrics["vs_best"] == 1.0
     assert by_method["onnxruntime-int8"].accuracy == report.result("onnxruntime-int8").cosine_vs_fp32
     assert by_method["pytorch"].threads == 1 and by_method["pytorch"].settings["seq_len"] == 16
+
+
+@pytest.mark.slow
+def test_a_decoder_exports_through_the_fallback_exporter_and_matches_pytorch(tmp_path):
+    """GPT-2's vmap-built causal mask defeats the TorchScript exporter; torch.export takes over, and the
+    artifact is keyed on the exporter that made it."""
+    import onnxruntime
+    import torch
+
+    from core.model_source import resolve
+    from core.peers.model_ref import model_ref
+    from core.peers.onnx_export import export_onnx, onnx_spec
+    from core.tvm.relax_import import InputShape, example_inputs, forward_options
+
+    cache = ArtifactCache(tmp_path / "cache", 10**10)
+    model = resolve("gpt2-tiny").load_model("causal-lm")
+    ref = model_ref(model, tmp_path)
+    shape = InputShape(1, 16)
+    path, hit = export_onnx(ref, shape, cache)
+    assert not hit and cache.lookup(onnx_spec(ref, shape, "dynamo", 18)) == path.parent
+    assert cache.lookup(onnx_spec(ref, shape)) is None  # the failed TorchScript export left nothing
+    assert export_onnx(ref, shape, cache) == (path, True)
+    inputs = example_inputs(shape, model.config.vocab_size)
+    with torch.no_grad():
+        expected = model(**inputs, **forward_options(model)).logits.numpy()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {name: value.numpy() for name, value in inputs.items()})[0]
+    assert actual.shape == expected.shape == (1, 16, model.config.vocab_size)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
