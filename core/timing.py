@@ -19,6 +19,16 @@ _THREAD_ENV_VARS = ("TVM_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 QUIET_SHARE = 4  # the quiet runs are the fastest quarter
+SETTLE_S = 3.0  # idle time between a fresh build and its first timed run
+
+
+def settle(seconds: float = SETTLE_S) -> None:
+    """Let the machine finish what a build left behind before anything is timed: flush dirty pages
+    (``os.sync``), then stay idle ``seconds`` while the kernel reclaims and compacts the memory the compile
+    freed. A Compile job timed in the job queue right after its build ran 1.1-1.8x slower than the same job
+    timed alone right after with the build cached (benchmarks/job_queue.py, MiniLM)."""
+    os.sync()
+    time.sleep(seconds)
 
 
 def quiet_indices(totals_ms: list[float]) -> list[int]:

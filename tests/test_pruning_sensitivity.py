@@ -91,7 +91,7 @@ def test_speed_gains_come_from_the_kernel_tables(monkeypatch):
             return 10.0 * (1.0 - sparsity), 0.0
 
     monkeypatch.setattr(kernel_timings, "dense_kernel_ms", lambda tokens, shape, threads, cache=None:
-                        ((8.0, 0.0), True))
+                        (kernel_timings.KernelTime(8.0, 0.0, 1.0), True))  # what the real one returns
     monkeypatch.setattr(kernel_timings, "bsr_curve", lambda tokens, shape, block, threads, cache=None:
                         (Curve(), True))
     gains = speed_gains({"a": (128, 128), "b": (100, 128)}, [0.5, 0.9], block=(16, 1))
@@ -121,3 +121,15 @@ def test_apply_recipe_prunes_each_layer_to_its_own_sparsity(session):
     assert sparsity == pytest.approx(round(0.9 * output.numel()) / (query.numel() + output.numel()))
     assert scored.min_cosine < 0.9999  # scored after pruning, not before
     session.restore()
+
+
+@pytest.mark.slow  # times real kernels (What-if tables)
+def test_speed_gains_from_real_kernel_tables(tmp_path):
+    from core.artifact_cache import ArtifactCache
+
+    cache = ArtifactCache(tmp_path, 10**10)
+    gains = speed_gains({"a": (128, 128), "b": (128, 128)}, [0.5, 0.99], block=(16, 1), tokens=32, threads=1,
+                        cache=cache)
+    assert gains["a"] == gains["b"]  # one table per shape
+    assert gains["a"][0.99] >= gains["a"][0.5]  # more zeros never save less (the tables are monotone)
+    assert gains["a"][0.99] > 0  # 99% sparse beats the dense kernel

@@ -142,9 +142,9 @@ def speed_gains(layers: dict[str, tuple[int, int]], sparsities: Iterable[float],
         if shape not in by_shape:
             by_shape[shape] = {}
             if divides(shape, block):
-                (dense_ms, _), _ = dense_kernel_ms(tokens, shape, threads, cache)
+                dense, _ = dense_kernel_ms(tokens, shape, threads, cache)
                 curve, _ = bsr_curve(tokens, shape, block, threads, cache)
-                by_shape[shape] = {float(s): dense_ms - curve.at(float(s))[0] for s in sparsities}
+                by_shape[shape] = {float(s): dense.ms - curve.at(float(s))[0] for s in sparsities}
         gains[name] = dict(by_shape[shape]) or {float(s): 0.0 for s in sparsities}
     return gains
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from core.errors import SparseLabError
 from core.jobs import NO_PROGRESS, Progress, stage
-from core.timing import Timing
+from core.timing import Timing, settle
 from core.tvm.bsr_rewrite import DEFAULT_THRESHOLD, RewriteOptions
 from core.tvm.compile import CompiledModel, CompileOptions, compile_model
 from core.tvm.relax_import import InputShape, example_inputs
@@ -143,6 +143,8 @@ def compare(dense_model, sparse_model, *, shape: InputShape, threads: int, block
     inputs = example_inputs(shape, dense_model.config.vocab_size)
     checks = [_check(compiled.runner(), model, inputs, precision)
               for compiled, model in ((sparse, sparse_model), (dense, dense_model))]
+    if not (dense.cache_hit and sparse.cache_hit):
+        settle()
     engines = list(dict.fromkeys(["pytorch", *(PEER_ENGINES() if peers is None else peers)]))
     rounds = min(TIMING_ROUNDS, repeats)
     tvm_workers = [WorkerSpec(name=f"{TVM_WORKER}-{kind}", kind="tvm",
