@@ -42,14 +42,18 @@ def one_shot_magnitude(params: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    from core.recovery.request import RecoveryRequest
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per row")
     parser.add_argument("--method", default="sparsegpt", help="starting masks: sparsegpt (one-shot, then held) "
                                                               "or magnitude (gradual cubic schedule)")
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=32)
-    parser.add_argument("--calibration", type=int, default=64, help="sparsegpt calibration sentences")
+    defaults = RecoveryRequest()
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--batch", type=int, default=defaults.batch)
+    parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
+    parser.add_argument("--calibration", type=int, default=defaults.calibration,
+                        help="sparsegpt calibration sentences")
     parser.add_argument("--only", help="comma-separated row labels (e.g. '90% unstructured')")
     parser.add_argument("--keep", action="store_true", help="use your SparseLab home (library, runs, cache)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows here")

@@ -62,7 +62,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--recover", action="store_true",
                         help="recover by distillation from the dense model (core/recovery) for --minutes")
     parser.add_argument("--minutes", type=float, default=15.0, help="with --recover: the training time budget")
-    parser.add_argument("--lr", type=float, help="with --recover: peak learning rate (default 2e-4)")
+    parser.add_argument("--lr", type=float, help="with --recover: peak learning rate (default 1e-3)")
 
 
 def run(args) -> dict:
