@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.tvm import bsr_format, quantize
-from core.tvm.int8_dense_kernel import LANES, VPDPBUSD, use_vnni
+from core.tvm.int8_dense_kernel import LANES, VPDPBUSD, int8_macros, use_vnni
 
 _MAX_ACCUMULATORS = 16  # zmm registers of int32 accumulators per register tile
 
@@ -129,87 +129,67 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
     tile, vnni = schedule.tile, schedule.vnni
     out_shape, out_dtype = output_shape(shape, schedule), ("float32" if dequantize else "int32")
 
+    zero, store = int8_macros()
+
     def word_broadcast(vector_u8x4_or_i8x4):
         return T.reinterpret("int8x64", T.broadcast(T.reinterpret("int32", vector_u8x4_or_i8x4), LANES))
 
-    if schedule.variant == "rows":
-        vectors = rows // LANES
+    # Both variants fill acc[(a * inner + b) * 16 + lane] for a in range(outer), b in range(inner):
+    # rows:   a = token of the tile, b = 16-row slice of the block; X's 4 bytes of token a are broadcast,
+    #         the block's 16 rows x 4 columns are one vector; out[token, feature] (row-major Y)
+    # tokens: a = row of the block,  b = 16-token slice of the tile; the row's 4 weights are broadcast,
+    #         X's 16 tokens x 4 bytes are one vector; out[feature, token] (Y^T)
+    rows_variant = schedule.variant == "rows"
+    inner = rows // LANES if rows_variant else tile // LANES
+    outer = tile if rows_variant else rows
 
-        @T.macro
-        def body(xp, data, indices, indptr, out, x_scale, w_scale, corr):
-            for i in T.parallel(block_rows):
-                for to in range(m // tile):
-                    acc = T.decl_buffer((tile * vectors * LANES,), "int32", scope="global")
-                    for a in T.unroll(tile * vectors):
-                        for lane in T.vectorized(LANES):
-                            acc[a * LANES + lane] = 0
-                    start: T.int32 = indptr[i]
-                    for j in range(indptr[i + 1] - start):
-                        c: T.int32 = indices[start + j]
-                        for v in T.unroll(vectors):
-                            for t in T.unroll(tile):
-                                slot = T.meta_var((t * vectors + v) * LANES)
-                                if vnni:
-                                    acc[T.ramp(slot, 1, LANES)] = T.call_llvm_pure_intrin(
-                                        "int32x16", VPDPBUSD, acc[T.ramp(slot, 1, LANES)],
-                                        word_broadcast(xp.vload([c, to * tile + t, 0], "uint8x4")),
-                                        data.vload([start + j, v * LANES, 0], "int8x64"))
-                                else:
-                                    for q in T.unroll(4):
-                                        for lane in T.vectorized(LANES):
-                                            acc[slot + lane] = acc[slot + lane] \
-                                                + T.Cast("int32", xp[c, to * tile + t, q]) \
-                                                * T.Cast("int32", data[start + j, v * LANES + lane, q])
-                    for t in T.unroll(tile):
-                        for v in T.unroll(vectors):
-                            for lane in T.vectorized(LANES):
-                                token = T.meta_var(to * tile + t)
-                                feature = T.meta_var(i * rows + v * LANES + lane)
-                                value = T.meta_var(acc[(t * vectors + v) * LANES + lane])
-                                if x_scale is None:
-                                    out[token, feature] = value
-                                else:
-                                    out[token, feature] = T.Cast("float32", value - corr[feature]) \
-                                        * (x_scale[0] * w_scale[feature])
-    else:
-        vectors = tile // LANES
+    def x_word_or_vector(xp, c, token0, a, b):
+        if rows_variant:
+            return word_broadcast(xp.vload([c, token0 + a, 0], "uint8x4"))
+        return T.reinterpret("int8x64", xp.vload([c, token0 + b * LANES, 0], "uint8x64"))
 
-        @T.macro
-        def body(xp, data, indices, indptr, out, x_scale, w_scale, corr):
-            for i in T.parallel(block_rows):
-                for to in range(m // tile):
-                    acc = T.decl_buffer((rows * vectors * LANES,), "int32", scope="global")
-                    for a in T.unroll(rows * vectors):
-                        for lane in T.vectorized(LANES):
-                            acc[a * LANES + lane] = 0
-                    start: T.int32 = indptr[i]
-                    for j in range(indptr[i + 1] - start):
-                        c: T.int32 = indices[start + j]
-                        for r in T.unroll(rows):
-                            for v in T.unroll(vectors):
-                                slot = T.meta_var((r * vectors + v) * LANES)
-                                if vnni:
-                                    acc[T.ramp(slot, 1, LANES)] = T.call_llvm_pure_intrin(
-                                        "int32x16", VPDPBUSD, acc[T.ramp(slot, 1, LANES)],
-                                        T.reinterpret("int8x64", xp.vload([c, to * tile + v * LANES, 0], "uint8x64")),
-                                        word_broadcast(data.vload([start + j, r, 0], "int8x4")))
-                                else:
-                                    for q in T.unroll(4):
-                                        for lane in T.vectorized(LANES):
-                                            acc[slot + lane] = acc[slot + lane] \
-                                                + T.Cast("int32", xp[c, to * tile + v * LANES + lane, q]) \
-                                                * T.Cast("int32", data[start + j, r, q])
-                    for r in T.unroll(rows):
-                        for v in T.unroll(vectors):
-                            for lane in T.vectorized(LANES):
-                                token = T.meta_var(to * tile + v * LANES + lane)
-                                feature = T.meta_var(i * rows + r)
-                                value = T.meta_var(acc[(r * vectors + v) * LANES + lane])
-                                if x_scale is None:
-                                    out[feature, token] = value
-                                else:
-                                    out[feature, token] = T.Cast("float32", value - corr[feature]) \
-                                        * (x_scale[0] * w_scale[feature])
+    def w_vector_or_word(data, block, a, b):
+        if rows_variant:
+            return data.vload([block, b * LANES, 0], "int8x64")
+        return word_broadcast(data.vload([block, a, 0], "int8x4"))
+
+    def x_byte(xp, c, token0, a, b, lane, q):
+        return T.Cast("int32", xp[c, token0 + a, q] if rows_variant else xp[c, token0 + b * LANES + lane, q])
+
+    def w_byte(data, block, a, b, lane, q):
+        return T.Cast("int32", data[block, b * LANES + lane, q] if rows_variant else data[block, a, q])
+
+    @T.macro
+    def body(xp, data, indices, indptr, out, x_scale, w_scale, corr):
+        for i in T.parallel(block_rows):
+            for to in range(m // tile):
+                acc = T.decl_buffer((outer * inner * LANES,), "int32", scope="global")
+                zero(acc, outer * inner)
+                start: T.int32 = indptr[i]
+                for j in range(indptr[i + 1] - start):
+                    c: T.int32 = indices[start + j]
+                    for a in T.unroll(outer):
+                        for b in T.unroll(inner):
+                            slot = T.meta_var((a * inner + b) * LANES)
+                            if vnni:
+                                acc[T.ramp(slot, 1, LANES)] = T.call_llvm_pure_intrin(
+                                    "int32x16", VPDPBUSD, acc[T.ramp(slot, 1, LANES)],
+                                    x_word_or_vector(xp, c, to * tile, a, b),
+                                    w_vector_or_word(data, start + j, a, b))
+                            else:
+                                for q in T.unroll(4):
+                                    for lane in T.vectorized(LANES):
+                                        acc[slot + lane] = acc[slot + lane] \
+                                            + x_byte(xp, c, to * tile, a, b, lane, q) \
+                                            * w_byte(data, start + j, a, b, lane, q)
+                for a in T.unroll(outer):
+                    for b in T.unroll(inner):
+                        if rows_variant:  # Y[token, feature]
+                            store(out, x_scale, w_scale, corr, to * tile + a, i * rows + b * LANES, acc,
+                                  (a * inner + b) * LANES, True)
+                        else:  # Y^T[feature, token]
+                            store(out, x_scale, w_scale, corr, i * rows + a, to * tile + b * LANES, acc,
+                                  (a * inner + b) * LANES, False)
 
     if dequantize:
         @T.prim_func(private=True, s_tir=True)

@@ -99,22 +99,35 @@ def prepare_weight(weight: np.ndarray) -> PackedInt8Weight:
     return PackedInt8Weight(pack_weight(qweight), scale, quantize.column_correction(qweight))
 
 
-def _store_macro():
-    """``store(y, x_scale, w_scale, corr, token, feature0, acc, slot)``: one accumulator vector of 16 outputs
-    to ``y``, dequantised when ``x_scale`` is given, raw int32 otherwise (shared by the int8 kernels)."""
+def int8_macros():
+    """TVMScript macros the int8 kernels share (dense here, BSR in ``int8_bsr_kernel``):
+
+    - ``zero(acc, vectors)``: clear ``vectors`` accumulator vectors of 16 int32;
+    - ``store(y, x_scale, w_scale, corr, row, col, acc, slot, lanes_are_features)``: one accumulator vector to
+      ``y[row, col:col + 16]``. With ``lanes_are_features`` the 16 lanes are features of token ``row`` (row-major
+      Y); otherwise they are tokens of feature ``row`` (the transposed Y^T of the ``tokens`` BSR kernels).
+
+    A store dequantises when ``x_scale`` is given, ``(acc - corr) * x_scale * w_scale``, and writes the raw
+    int32 accumulation otherwise (exact tests)."""
     from tvm.script import tirx as T
 
     @T.macro
-    def store(y, x_scale, w_scale, corr, token, feature, acc, slot):
-        if x_scale is None:
+    def zero(acc, vectors):
+        for a in T.unroll(vectors):
             for lane in T.vectorized(LANES):
-                y[token, feature + lane] = acc[slot + lane]
-        else:
-            for lane in T.vectorized(LANES):
-                y[token, feature + lane] = T.Cast("float32", acc[slot + lane] - corr[feature + lane]) \
-                    * (x_scale[0] * w_scale[feature + lane])
+                acc[a * LANES + lane] = 0
 
-    return store
+    @T.macro
+    def store(y, x_scale, w_scale, corr, row, col, acc, slot, lanes_are_features):
+        for lane in T.vectorized(LANES):
+            feature = T.meta_var(col + lane if lanes_are_features else row)
+            if x_scale is None:
+                y[row, col + lane] = acc[slot + lane]
+            else:
+                y[row, col + lane] = T.Cast("float32", acc[slot + lane] - corr[feature]) \
+                    * (x_scale[0] * w_scale[feature])
+
+    return zero, store
 
 
 def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, dequantize: bool = True):
@@ -122,7 +135,7 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
     ``(XP, Wp) -> ACC[m, n]`` int32 (the raw accumulation, for exact tests)."""
     from tvm.script import tirx as T
 
-    store = _store_macro()
+    zero, store = int8_macros()
     tile, panels, vnni = schedule.tile, schedule.panels, schedule.vnni
     groups, panel_groups = k // 4, n // (LANES * panels)
     tiles = m // tile
@@ -132,9 +145,7 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
     def body(xp, wp, y, x_scale, w_scale, corr):
         for task in T.parallel(tiles * panel_groups):
             acc = T.decl_buffer((tile * width,), "int32", scope="global")
-            for a in T.unroll(tile * panels):
-                for lane in T.vectorized(LANES):
-                    acc[a * LANES + lane] = 0
+            zero(acc, tile * panels)
             token0 = T.meta_var(task // panel_groups * tile)
             panel0 = T.meta_var(task % panel_groups * panels)
             for c in range(groups):
@@ -154,7 +165,8 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
                                         * T.Cast("int32", wp[panel0 + p, c, lane, q])
             for t in T.unroll(tile):
                 for p in T.unroll(panels):
-                    store(y, x_scale, w_scale, corr, token0 + t, (panel0 + p) * LANES, acc, (t * panels + p) * LANES)
+                    store(y, x_scale, w_scale, corr, token0 + t, (panel0 + p) * LANES, acc, (t * panels + p) * LANES,
+                          True)
 
     if dequantize:
         @T.prim_func(private=True, s_tir=True)
