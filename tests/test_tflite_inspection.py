@@ -6,6 +6,7 @@ from core.tflite.inspection import inspect_tflite, weight_heatmap
 from tests.fixtures_keras import tflite_layout
 
 
+@pytest.mark.slow  # tiny_cnn trains and converts a CNN
 def test_sparse_file_reads_back_the_true_stripped_keras_weights(tiny_cnn):
     report = inspect_tflite(tiny_cnn.files["sparse"])
     by_shape = {t.shape: t for t in report.tensors}
@@ -28,11 +29,13 @@ def test_invalid_upload_is_rejected(data, words):
         inspect_tflite(data)
 
 
+@pytest.mark.slow  # tiny_cnn trains and converts a CNN
 def test_truncated_model_is_rejected(tiny_cnn):
     with pytest.raises(SparseLabError, match="interpreter rejects"):
         inspect_tflite(tiny_cnn.files["float"][:4000])
 
 
+@pytest.mark.slow  # tiny_cnn trains and converts a CNN
 def test_heatmap_window_and_group_lines(tiny_cnn):
     conv2 = next(t for t in inspect_tflite(tiny_cnn.files["sparse"]).tensors if t.shape == (64, 3, 3, 32))
     heatmap = weight_heatmap(conv2, n=4, row_start=5, col_start=2, rows=20, cols=12)
