@@ -57,7 +57,8 @@ def main() -> None:
     shapes = {name: tuple(modules[name].weight.shape) for name in dict.fromkeys(r["name"] for r in rows)}
     print(f"[tables] {len(set(shapes.values()))} layer shapes, block {args.block}", file=sys.stderr, flush=True)
     gains = speed_gains(shapes, sparsities, block, tokens=args.tokens, threads=args.threads)
-    dense_ms = sum(dense_kernel_ms(args.tokens, shape, args.threads)[0].ms for shape in shapes.values())
+    dense_ms = sum(count * dense_kernel_ms(args.tokens, shape, args.threads)[0].ms  # one table per shape
+                   for shape, count in Counter(shapes.values()).items())
 
     uniform = {name: args.uniform for name in shapes}
     target = recipe_gain(uniform, gains)

@@ -50,9 +50,9 @@ with st.form("prune"):
 job = job_status("prune")
 if job and job.status == "done":
     result = job.result
-    fidelity = result.get("fidelity", {})
+    fidelity = result.get("fidelity") or {}  # as core.pruning.jobs reads it: a summary may hold None
     scores = fidelity_scores(fidelity)[:3]  # encoders: cosines and retrieval; decoders: next tokens, perplexity
-    cols = st.columns(1 + max(3, len(scores)))
+    cols = st.columns(4)
     cols[0].metric("Sparsity of pruned layers", f"{result['sparsity']:.1%}")
     for col, (_key, label, value) in zip(cols[1:], scores):
         col.metric(label, value)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.tvm import bsr_format, quantize
-from core.tvm.int8_dense_kernel import LANES, VPDPBUSD, int8_macros, use_vnni
+from core.tvm.int8_dense_kernel import LANES, VPDPBUSD, int8_macros, use_vnni, word_broadcast
 
 _MAX_ACCUMULATORS = 16  # zmm registers of int32 accumulators per register tile
 
@@ -130,9 +130,6 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
     out_shape, out_dtype = output_shape(shape, schedule), ("float32" if dequantize else "int32")
 
     zero, store = int8_macros()
-
-    def word_broadcast(vector_u8x4_or_i8x4):
-        return T.reinterpret("int8x64", T.broadcast(T.reinterpret("int32", vector_u8x4_or_i8x4), LANES))
 
     # Both variants fill acc[(a * inner + b) * 16 + lane] for a in range(outer), b in range(inner):
     # rows:   a = token of the tile, b = 16-row slice of the block; X's 4 bytes of token a are broadcast,

@@ -99,6 +99,14 @@ def prepare_weight(weight: np.ndarray) -> PackedInt8Weight:
     return PackedInt8Weight(pack_weight(qweight), scale, quantize.column_correction(qweight))
 
 
+def word_broadcast(word):
+    """A 4-byte vector (``uint8x4`` or ``int8x4``) repeated in all 16 int32 lanes, as ``int8x64``: the
+    broadcast operand of ``vpdpbusd``."""
+    from tvm.script import tirx as T
+
+    return T.reinterpret("int8x64", T.broadcast(T.reinterpret("int32", word), LANES))
+
+
 def int8_macros():
     """TVMScript macros the int8 kernels share (dense here, BSR in ``int8_bsr_kernel``):
 
@@ -155,8 +163,7 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
                         if vnni:
                             acc[T.ramp(slot, 1, LANES)] = T.call_llvm_pure_intrin(
                                 "int32x16", VPDPBUSD, acc[T.ramp(slot, 1, LANES)],
-                                T.reinterpret("int8x64", T.broadcast(
-                                    T.reinterpret("int32", xp.vload([c, token0 + t, 0], "uint8x4")), LANES)),
+                                word_broadcast(xp.vload([c, token0 + t, 0], "uint8x4")),
                                 wp.vload([panel0 + p, c, 0, 0], "int8x64"))
                         else:
                             for q in T.unroll(4):
