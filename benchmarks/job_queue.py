@@ -8,10 +8,16 @@ job at once. Then, with the queue empty, each of the 8 jobs is run again alone, 
 after. Prints whether every job finished, whether any two jobs that time something
 overlapped (from the recorded start and end times), and each latency against the same
 measurement made alone (target: within 15%). The host is shared: only ratios from one run
-mean anything.
+mean anything, and this run spans minutes, so the host's own speed is read too: What-if's
+reference kernel (core.whatif.reference) is timed before the queue, between the two passes
+and at the end, each time in a fresh process (its thread pool never spins beside a job).
+Run it twice to judge the queue rather than the compiler: the second run finds every library
+in the artifact cache, so each job is mostly timing and the two passes are minutes apart,
+not tens of minutes.
 """
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +37,15 @@ def jobs_for(session: int, args) -> list[tuple[str, dict]]:
             ("whatif_check", {**shape, "sparsity": sparsity, "block": "16x1", "repeats": args.repeats})]
 
 
+def host_reference_ms(threads: int) -> float:
+    """What-if's reference kernel right now (median of its quiet samples, ms), timed in a process of its own."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from core.whatif.reference import reference_now; "
+            "print(reference_now(int(sys.argv[2])).ms)")
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[1]), str(threads)],
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bert-base")
@@ -40,6 +55,7 @@ def main() -> None:
     parser.add_argument("--peers", default="none", help="peer engines each Compile job also times (all, none, ...)")
     args = parser.parse_args()
 
+    host = [host_reference_ms(args.threads)]
     jobs_dir = Settings.from_env().jobs_dir
     sessions = [JobRunner(jobs_dir) for _ in range(4)]
     submitted = [(runner, runner.submit(name, params, session=f"session-{i}"), name, params)
@@ -54,6 +70,7 @@ def main() -> None:
     overlaps = [(a[3], b[3]) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
     print(f"timing jobs overlapping in time: {len(overlaps)} {overlaps if overlaps else ''}")
 
+    host.append(host_reference_ms(args.threads))
     alone_runner = default_runner()
     print("\n| job | latency | in the queue | alone, right after | ratio | within 15% |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -67,7 +84,10 @@ def main() -> None:
             worst = max(worst, abs(ratio - 1))
             print(f"| {name} {params.get('whatif', params.get('sparsity'))} | {key} | {job.result[key]:.1f} ms | "
                   f"{alone.result[key]:.1f} ms | {ratio:.3f} | {'yes' if abs(ratio - 1) <= 0.15 else 'NO'} |")
+    host.append(host_reference_ms(args.threads))
     print(f"\nworst deviation: {worst:.1%}")
+    print("host speed, What-if's reference kernel: " + " -> ".join(f"{ms:.3f} ms" for ms in host)
+          + " (before the queue, between the passes, at the end)")
 
 
 if __name__ == "__main__":
