@@ -138,10 +138,20 @@ class Worker:
             self._process.kill()
             self._process.wait()
 
-    def close(self) -> None:
+    def ask_to_exit(self) -> None:
+        """Send ``exit`` without waiting: a pool asks every worker first, then waits for them all."""
         if self._process.poll() is None:
             try:
-                self.request({"cmd": "exit"}, timeout_s=10)
+                self.send({"cmd": "exit"})
+            except WorkerError:
+                pass
+
+    def close(self, asked: bool = False) -> None:
+        if self._process.poll() is None:
+            try:
+                if not asked:
+                    self.send({"cmd": "exit"})
+                self.receive("exit", timeout_s=10)
             except WorkerError:
                 pass
             try:
@@ -173,8 +183,12 @@ class WorkerPool:
         return self
 
     def __exit__(self, *exc) -> None:
+        # Each worker takes ~1.5 s to tear its libraries down (measured: six engines closed one after the other
+        # added 10 s to every peer run); asked together, they exit in parallel.
         for worker in self.workers.values():
-            worker.close()
+            worker.ask_to_exit()
+        for worker in self.workers.values():
+            worker.close(asked=True)
 
     def alive(self) -> dict[str, Worker]:
         return {name: worker for name, worker in self.workers.items() if name not in self.failures}
