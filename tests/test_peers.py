@@ -27,7 +27,7 @@ from core.artifact_cache import ArtifactCache
 from core.errors import SparseLabError
 from core.peers import engines as registry
 from core.peers.engines import Engine
-from core.peers.pool import Call
+from core.peers.pool import Call, WorkerPool, WorkerSpec
 from core.peers.request import PeerRequest
 from core.peers.summary import quiet_rounds, summarise, token_agreement
 
@@ -95,6 +95,14 @@ def report(peer_cache):
 
 
 # --- fast: registry, request, summaries --------------------------------------------------------------
+
+def test_a_pool_closes_every_worker_and_each_exits_cleanly(tmp_path):
+    specs = [WorkerSpec(name=f"idle-{i}", kind="peer") for i in range(3)]
+    with WorkerPool(specs, threads=1, log_dir=tmp_path) as pool:
+        processes = [worker._process for worker in pool.workers.values()]
+        assert all(process.poll() is None for process in processes)
+    assert [process.returncode for process in processes] == [0, 0, 0]  # answered "exit", then left at once
+
 
 def test_registry_discovers_one_engine_per_module():
     modules = {cls.__module__.rsplit(".", 1)[-1] for cls in registry.ENGINES.values()}
