@@ -50,6 +50,8 @@ def main(argv=None) -> int:
                                                               "or magnitude (gradual cubic schedule)")
     defaults = RecoveryRequest()
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--text", default=defaults.corpus_name, choices=("both", "corpus", "wordnet"),
+                        help="the shipped training text")
     parser.add_argument("--batch", type=int, default=defaults.batch)
     parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
     parser.add_argument("--calibration", type=int, default=defaults.calibration,
@@ -66,6 +68,7 @@ def main(argv=None) -> int:
     rows = []
     for label in labels:
         params = {"model": "minilm", "method": args.method, "minutes": args.minutes, "lr": args.lr,
+                  "corpus_name": args.text,
                   "batch": args.batch, "seq_len": args.seq_len, "calibration": args.calibration, **ROWS[label]}
         started = time.perf_counter()
         magnitude = one_shot_magnitude(ROWS[label])
@@ -85,7 +88,8 @@ def _fid(f: dict) -> str:
 
 
 def table(rows: list[dict], args) -> str:
-    lines = [f"MiniLM, start: one-shot {args.method}, lr {args.lr:g}, batch {args.batch}, seq_len {args.seq_len}, "
+    lines = [f"MiniLM, start: one-shot {args.method}, text {args.text}, lr {args.lr:g}, batch {args.batch}, "
+             f"seq_len {args.seq_len}, "
              f"budget {args.minutes:g} min per row; mean cos / min cos / retrieval vs dense (72 pairs)", "",
              f"| setting | one-shot magnitude | one-shot {args.method} | recovered | steps | train min | "
              "wall min | target |", "|---|---|---|---|---|---|---|---|"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.environment import cpu_info, llvm_mcpu  # noqa: E402
 from core.model_source import resolve  # noqa: E402
 from core.peers.measure import measure_peers  # noqa: E402
 from core.peers.pool import WorkerSpec  # noqa: E402
@@ -73,9 +74,11 @@ def main() -> None:
     peers = sorted(report["results"], key=lambda r: r["ms"])
     best = peers[0]
     int8_peers = [r for r in peers if "int8" in r["precision"]]
+    cpu = cpu_info()
     print(f"{args.model}, batch 1, seq {args.seq_len}, {args.threads} threads; {args.rounds} interleaved rounds x "
           f"{args.calls} calls per engine, every engine in its own process; medians; host shared, ratios from "
-          f"this one run\n")
+          f"this one run\n\nCPU: {cpu.model} ({cpu.vendor}, LLVM {llvm_mcpu()}; {', '.join(cpu.flags)}): the "
+          "ranking depends on it (AMX, where present, serves the peers' int8 and bf16, not TVM's kernels)\n")
     print("| engine | precision | ms (median) | p10-p90 | vs fastest peer | layers as BSR | matches fp32 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in peers:

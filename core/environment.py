@@ -33,7 +33,11 @@ LIBRARIES = (
     "streamlit",
     "plotly",
 )
-FLAGS_THAT_MATTER = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "neon", "asimd")
+# What decides which kernels a peer or TVM can use. AMX matters most for the comparison: on an Intel CPU with
+# amx_int8 / amx_bf16 (seen: Emerald Rapids, 2026-12-02) OpenVINO's int8 and bf16 run on AMX tiles, while
+# SparseLab's int8 kernels use AVX-512 VNNI, so the same table can rank the engines differently than on AMD.
+FLAGS_THAT_MATTER = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+                     "amx_bf16", "amx_int8", "neon", "asimd")
 
 
 def library_version(name: str) -> str | None:

@@ -10,12 +10,15 @@ from core.fidelity import pair_sentences, sentence_pairs
 from core.model_source import resolve
 from core.pruning.calibration import (
     CORPUS_PATH,
+    WORDNET_PATH,
     as_calibration,
     calibration,
     calibration_batches,
     corpus_sentences,
     random_token_batches,
+    shipped_text,
     transformer_blocks,
+    wordnet_sentences,
 )
 from core.pruning.selection import select_linear_layers
 
@@ -39,12 +42,25 @@ def test_corpus_is_large_unique_english_one_sentence_per_line():
     assert (CORPUS_PATH.parent / "CORPUS.md").exists()
 
 
-def test_corpus_is_disjoint_from_the_evaluation_pairs_exactly_and_nearly():
+def test_wordnet_text_is_large_unique_sentences_with_its_licence_noted():
+    sentences = wordnet_sentences()
+    assert len(sentences) >= 9_000 and len(set(sentences)) == len(sentences)
+    assert all(s == s.strip() and s[0].isupper() and s[-1] in ".?!" for s in sentences)
+    assert len(WORDNET_PATH.read_text(encoding="utf-8").splitlines()) == len(sentences)
+    notes = (WORDNET_PATH.parent / "CORPUS.md").read_text(encoding="utf-8")
+    assert "WordNet 3.0 Copyright 2006 by Princeton University" in notes
+    assert shipped_text("both") == corpus_sentences() + sentences
+    with pytest.raises(SparseLabError, match="Unknown shipped text 'x'"):
+        shipped_text("x")
+
+
+@pytest.mark.parametrize("text", [corpus_sentences, wordnet_sentences])
+def test_corpus_is_disjoint_from_the_evaluation_pairs_exactly_and_nearly(text):
     evaluation = pair_sentences(sentence_pairs())
-    assert not set(evaluation) & set(corpus_sentences())
+    assert not set(evaluation) & set(text())
     normalised = {" ".join(sorted(_words(e))) for e in evaluation}
     eval_words = [_words(e) for e in evaluation]
-    for sentence in corpus_sentences():
+    for sentence in text():
         words = _words(sentence)
         assert " ".join(sorted(words)) not in normalised, sentence
         nearest = max(len(words & e) / len(words | e) for e in eval_words)

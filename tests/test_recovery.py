@@ -71,10 +71,24 @@ def test_schedule_refuses_falling_or_bad_values():
     ({"seq_len": 2}, "too short"),
     ({"lr": 0}, "Learning rate"),
     ({"colour": "red"}, "Unknown recovery option"),
+    ({"corpus_name": "novels"}, "Unknown training text 'novels'"),
 ])
 def test_bad_requests_are_refused(changes, message):
     with pytest.raises(SparseLabError, match=message):
         _request(**changes)
+
+
+def test_the_default_training_text_is_both_shipped_texts_and_calibration_stays_on_the_corpus():
+    from core.pruning.calibration import wordnet_sentences
+    from core.recovery.request import RecoveryRequest
+
+    request = RecoveryRequest()
+    assert request.sentences() == corpus_sentences() + wordnet_sentences()
+    assert request.calibration_sentences() == corpus_sentences()
+    assert RecoveryRequest(corpus_name="wordnet").sentences() == wordnet_sentences()
+    assert request.key_params()["corpus_name"] == "both"  # a different text is a different trained model
+    given = _request()
+    assert given.sentences() == list(TEXT) == given.calibration_sentences()
 
 
 def test_request_round_trips_and_maps_methods():

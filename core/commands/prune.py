@@ -63,6 +63,9 @@ def add_arguments(parser) -> None:
                         help="recover by distillation from the dense model (core/recovery) for --minutes")
     parser.add_argument("--minutes", type=float, default=15.0, help="with --recover: the training time budget")
     parser.add_argument("--lr", type=float, help="with --recover: peak learning rate (default 1e-3)")
+    parser.add_argument("--text", choices=("both", "corpus", "wordnet"),
+                        help="with --recover: the shipped training text (default both: the project corpus and "
+                             "WordNet's sentences, core/data/CORPUS.md)")
 
 
 def run(args) -> dict:
@@ -81,7 +84,7 @@ def run(args) -> dict:
 
         return recover_job({"model": args.model, "method": args.method, "sparsity": args.sparsity, "block": args.block,
                             "mn": args.mn, "scope": args.scope, "seed": args.seed, "minutes": args.minutes,
-                            "lr": args.lr, "save": args.save})
+                            "lr": args.lr, "corpus_name": args.text, "save": args.save})
     config = PruneConfig.from_params(params)
     return prune_and_measure(args.model, config, args.task, score=not args.no_fidelity, save=args.save)
 

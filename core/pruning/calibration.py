@@ -17,6 +17,7 @@ from pathlib import Path
 from core.errors import SparseLabError
 
 CORPUS_PATH = Path(__file__).resolve().parent.parent / "data" / "corpus.txt"
+WORDNET_PATH = Path(__file__).resolve().parent.parent / "data" / "wordnet.txt"  # scripts/wordnet_corpus.py
 DEFAULT_SAMPLES = 512
 DEFAULT_SEQ_LEN = 128
 DEFAULT_BATCH_SIZE = 64
@@ -33,6 +34,31 @@ def corpus_sentences(limit: int | None = None) -> list[str]:
     """The calibration corpus, one sentence per item, in file order (the first ``limit`` if given)."""
     sentences = list(_corpus())
     return sentences if limit is None else sentences[:max(0, int(limit))]
+
+
+@functools.lru_cache(maxsize=1)
+def _wordnet() -> tuple[str, ...]:
+    lines = WORDNET_PATH.read_text(encoding="utf-8").splitlines()
+    return tuple(line.strip() for line in lines if line.strip())
+
+
+def wordnet_sentences() -> list[str]:
+    """About 10,000 WordNet 3.0 example sentences and definitions (``core/data/CORPUS.md``): varied English on every
+    topic, where the project corpus is written from templates."""
+    return list(_wordnet())
+
+
+# The shipped training texts. Measured (session 6, MiniLM 80% from SparseGPT masks, 400 steps, same seed):
+# corpus 0.766 mean cosine on the evaluation pairs (0.936 on its own training text: it generalises poorly),
+# wordnet 0.781, both 0.789.
+SHIPPED_TEXTS = {"corpus": corpus_sentences, "wordnet": wordnet_sentences,
+                 "both": lambda: corpus_sentences() + wordnet_sentences()}
+
+
+def shipped_text(name: str) -> list[str]:
+    if name not in SHIPPED_TEXTS:
+        raise SparseLabError(f"Unknown shipped text '{name}': choose one of {', '.join(SHIPPED_TEXTS)}.")
+    return SHIPPED_TEXTS[name]()
 
 
 @dataclass(frozen=True)

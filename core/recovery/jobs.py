@@ -129,8 +129,9 @@ def _train_and_save(request, source, spec, teacher, tokenizer, folder: Path, pro
     if request.one_shot and config.method != "mn":
         from core.pruning.calibration import calibration as corpus_calibration
 
-        calibration = corpus_calibration(tokenizer, min(request.calibration, len(request.sentences())),
-                                         seed=request.seed, sentences=request.sentences())
+        text = request.calibration_sentences()
+        calibration = corpus_calibration(tokenizer, min(request.calibration, len(text)), seed=request.seed,
+                                         sentences=text)
     started = time.perf_counter()
     prune_model(one_shot, config, tokenizer, calibration)
     one_shot_seconds = time.perf_counter() - started

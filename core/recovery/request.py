@@ -49,7 +49,10 @@ class RecoveryRequest:
     seed: int = 0
     resume: bool = True  # continue this request's checkpoint if there is one
     train_embeddings: bool = False  # token/position embeddings are not pruned; frozen unless asked
-    texts: tuple[str, ...] | None = None  # training sentences (default: core/data/corpus.txt)
+    texts: tuple[str, ...] | None = None  # training sentences (default: the shipped text ``corpus_name``)
+    # Which shipped text trains when ``texts`` is not given: "both" (the project corpus and WordNet's sentences,
+    # core/data/CORPUS.md), "corpus" or "wordnet". SparseGPT's starting masks calibrate on the project corpus.
+    corpus_name: str = "both"
     threads: int = 2
 
     @classmethod
@@ -115,6 +118,11 @@ class RecoveryRequest:
             raise SparseLabError(f"Threads must be in 1..64, not {self.threads}.")
         if self.block and self.mn:
             raise SparseLabError("Give either a block (block zeros) or an m:n pattern, not both.")
+        from core.pruning.calibration import SHIPPED_TEXTS
+
+        if self.corpus_name not in SHIPPED_TEXTS:
+            raise SparseLabError(f"Unknown training text '{self.corpus_name}': choose one of "
+                                 f"{', '.join(SHIPPED_TEXTS)}.")
         self.prune_config()  # method, block, m:n and their sparsity
         self.check_text(self.sentences())
 
@@ -146,10 +154,17 @@ class RecoveryRequest:
         return self.prune_config().target_sparsity
 
     def sentences(self) -> list[str]:
+        """The training text: ``texts``, else the shipped text ``corpus_name``."""
+        from core.pruning.calibration import shipped_text
+
+        return _usable(shipped_text(self.corpus_name) if self.texts is None else self.texts)
+
+    def calibration_sentences(self) -> list[str]:
+        """What a data-aware method's starting masks calibrate on: ``texts``, else the project corpus (the
+        task-like text the one-shot results in README were measured with)."""
         from core.pruning.calibration import corpus_sentences
 
-        pool = corpus_sentences() if self.texts is None else list(self.texts)
-        return [s.strip() for s in pool if s and s.strip() and any(ch.isalnum() for ch in s)]
+        return _usable(corpus_sentences() if self.texts is None else self.texts)
 
     def check_text(self, sentences: list[str]) -> None:
         if not sentences:
@@ -162,3 +177,7 @@ class RecoveryRequest:
 
     def with_(self, **changes) -> RecoveryRequest:
         return replace(self, **changes)
+
+
+def _usable(pool) -> list[str]:
+    return [s.strip() for s in pool if s and s.strip() and any(ch.isalnum() for ch in s)]
