@@ -3,7 +3,13 @@
 The weight is a compile-time constant, so it is packed once into panels
 ``Wp[N / lanes, K, lanes]``: the inner loop then streams one contiguous panel
 while a ``tile x lanes`` block of Y stays in vector registers (broadcast X,
-fused multiply-add). Outer (token tile, panel) pairs run in parallel.
+fused multiply-add). Outer (panel, token tile) pairs run in parallel, panel-major: each thread streams
+its share of the panels once and runs every token tile against a panel while it is in L2.
+
+Measured (session 6, Intel Xeon Emerald Rapids, 2 threads, 128 tokens, one run): panel-major 1.019 / 3.902 /
+4.010 ms for 768x768 / 768->3072 / 3072->768, token-tile-major 1.224 / 5.401 / 5.321 ms (1.2-1.38x); torch's
+oneDNN matmul runs 768->3072 at the same 155-159 GFLOP/s. On AMD Zen 4 (session 5) the order made no
+difference (116.0 vs 117.2 ms for BERT-base): its L3 fed the weight fast enough either way.
 """
 
 from __future__ import annotations
@@ -50,12 +56,12 @@ def dense_matmul(m: int, k: int, n: int, schedule: DenseSchedule):
     token, feature, reduction = sch.get_loops(block)
     panel, lane = sch.split(feature, [None, lanes])
     tile_outer, tile_inner = sch.split(token, [None, tile])
-    sch.reorder(tile_outer, panel, reduction, tile_inner, lane)
+    sch.reorder(panel, tile_outer, reduction, tile_inner, lane)
     # "global", not "local": TVM 0.27 puts only global-scope allocations < 1 KB on the stack.
     accumulator = sch.cache_write(block, 0, "global")
-    sch.reverse_compute_at(accumulator, panel)
+    sch.reverse_compute_at(accumulator, tile_outer)
     sch.vectorize(sch.get_loops(accumulator)[-1])
-    sch.parallel(sch.fuse(tile_outer, panel))
+    sch.parallel(sch.fuse(panel, tile_outer))
     sch.unroll(tile_inner)
     sch.vectorize(lane)
     sch.decompose_reduction(block, reduction)
