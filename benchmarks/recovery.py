@@ -42,6 +42,7 @@ def one_shot_magnitude(params: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    from core.pruning.calibration import SHIPPED_TEXTS
     from core.recovery.request import RecoveryRequest
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
                                                               "or magnitude (gradual cubic schedule)")
     defaults = RecoveryRequest()
     parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--text", default=defaults.corpus_name, choices=("both", "corpus", "wordnet"),
+    parser.add_argument("--text", default=defaults.corpus_name, choices=tuple(SHIPPED_TEXTS),
                         help="the shipped training text")
     parser.add_argument("--batch", type=int, default=defaults.batch)
     parser.add_argument("--seq-len", type=int, default=defaults.seq_len)

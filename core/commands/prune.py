@@ -23,6 +23,7 @@ from core.pruning.apply import (
     PruneConfig,
 )
 from core.pruning.block import NORMS
+from core.pruning.calibration import SHIPPED_TEXTS
 from core.pruning.magnitude import SCOPES
 from core.pruning.methods import get_method
 from core.pruning.session import prune_and_measure
@@ -63,7 +64,7 @@ def add_arguments(parser) -> None:
                         help="recover by distillation from the dense model (core/recovery) for --minutes")
     parser.add_argument("--minutes", type=float, default=15.0, help="with --recover: the training time budget")
     parser.add_argument("--lr", type=float, help="with --recover: peak learning rate (default 1e-3)")
-    parser.add_argument("--text", choices=("both", "corpus", "wordnet"),
+    parser.add_argument("--text", choices=tuple(SHIPPED_TEXTS),
                         help="with --recover: the shipped training text (default both: the project corpus and "
                              "WordNet's sentences, core/data/CORPUS.md)")
 
