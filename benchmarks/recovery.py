@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
     parser.add_argument("--calibration", type=int, default=defaults.calibration,
                         help="sparsegpt calibration sentences")
-    parser.add_argument("--only", help="comma-separated row labels (e.g. '90% unstructured')")
+    parser.add_argument("--only", help="comma-separated row labels (e.g. '90%% unstructured')")
     parser.add_argument("--keep", action="store_true", help="use your SparseLab home (library, runs, cache)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows here")
     args = parser.parse_args(argv)
