@@ -26,7 +26,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.tvm import bsr_format, bsr_kernel, dense_kernel, int8_bsr_kernel, int8_dense_kernel, quantize  # noqa: E402
+from core.tvm import (  # noqa: E402
+    amx_bsr_kernel,
+    bsr_format,
+    bsr_kernel,
+    dense_kernel,
+    int8_bsr_kernel,
+    int8_dense_kernel,
+    quantize,
+)
 from core.tvm.target import calling_thread_beside_workers, host_target, set_runtime_threads  # noqa: E402
 
 SHAPES = ((768, 768), (3072, 768), (768, 3072))  # (out, in)
@@ -91,6 +99,12 @@ def _kernel_cases(n, k, target):
             _compile(int8_bsr_kernel.bsr_int8_matmul(shape, schedule), target),
             tensors(xp, x_scale, sparse.data, sparse.indices, sparse.indptr, sparse.scale, sparse.correction,
                     np.zeros(int8_bsr_kernel.output_shape(shape, schedule), "f4")))
+        if block == (16, 4) and amx_bsr_kernel.use_amx():  # the same weights on AMX tiles
+            packed = amx_bsr_kernel.pack(sparse)
+            cases["int8 BSR 16x4 AMX"] = (
+                _compile(amx_bsr_kernel.amx_bsr_matmul(TOKENS, k, n), target),
+                tensors(xp, x_scale, packed.apack, packed.cols, packed.chunk_ptr, packed.scale, packed.correction,
+                        np.zeros((TOKENS, n), "f4")))
     return cases
 
 

@@ -72,6 +72,7 @@ def test_schedule_refuses_falling_or_bad_values():
     ({"lr": 0}, "Learning rate"),
     ({"colour": "red"}, "Unknown recovery option"),
     ({"corpus_name": "novels"}, "Unknown training text 'novels'"),
+    ({"precision": "fp16"}, "Unknown recovery precision 'fp16'"),
 ])
 def test_bad_requests_are_refused(changes, message):
     with pytest.raises(SparseLabError, match=message):
@@ -89,6 +90,22 @@ def test_the_default_training_text_is_both_shipped_texts_and_calibration_stays_o
     assert request.key_params()["corpus_name"] == "both"  # a different text is a different trained model
     given = _request()
     assert given.sentences() == list(TEXT) == given.calibration_sentences()
+
+
+def test_precision_auto_follows_the_cpu_and_keys_what_it_trains_with(monkeypatch):
+    from core import environment
+    from core.recovery.request import RecoveryRequest
+
+    def cpu_with(*flags):
+        monkeypatch.setattr(environment, "cpu_info", lambda: environment.CpuInfo("test", "", 6, 2, tuple(flags)))
+
+    cpu_with("avx512f", "amx_bf16")
+    assert RecoveryRequest().uses_bf16 and RecoveryRequest().key_params()["precision"] == "bf16"
+    cpu_with("avx2", "fma")
+    assert not RecoveryRequest().uses_bf16 and RecoveryRequest().key_params()["precision"] == "fp32"
+    assert RecoveryRequest(precision="bf16").uses_bf16 and not RecoveryRequest(precision="fp32").uses_bf16
+    # an fp32 run asked for by name and an auto run on a CPU without bf16 are the same trained model
+    assert RecoveryRequest(precision="fp32").key_params() == RecoveryRequest().key_params()
 
 
 def test_request_round_trips_and_maps_methods():
@@ -161,6 +178,27 @@ def test_loss_decreases_on_a_tiny_corpus(tiny_model, tiny_tokenizer):
     losses = [loss for _, loss in result.losses]
     assert len(losses) == 40
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+@pytest.mark.slow  # trains
+def test_bf16_autocast_trains_and_holds_masks(tiny_model, tiny_tokenizer):
+    import copy
+
+    import torch
+
+    request = _request(mn="2:4", steps=30, lr=2e-3, augment=0.0, texts=corpus_sentences(32), batch=16,
+                       precision="bf16")
+    teacher = copy.deepcopy(tiny_model)
+    from core.pruning.apply import prune_model
+
+    prune_model(tiny_model, request.prune_config())
+    result = train(request, tiny_model, teacher, tiny_tokenizer)
+    losses = [loss for _, loss in result.losses]
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    layers = _layers(tiny_model, request)
+    assert all(module.weight.dtype == torch.float32 for module in layers.values())  # master weights stay fp32
+    zeros = sum(int((m.weight == 0).sum()) for m in layers.values())
+    assert zeros / sum(m.weight.numel() for m in layers.values()) == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.slow  # trains

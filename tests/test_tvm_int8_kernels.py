@@ -42,7 +42,7 @@ def test_quantisation_math():
 
 
 @pytest.mark.slow  # every kernel test builds with LLVM: ~30 s in all
-@pytest.mark.parametrize("m, k", [(12, 64), (32, 96)])
+@pytest.mark.parametrize("m, k", [(12, 64), (32, 96), (20, 768)])
 def test_activation_kernel_is_bit_exact(m, k):
     x, u8, scale = _activation(m, k)
     tokens = quantize.padded_tokens(m)

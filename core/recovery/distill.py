@@ -127,7 +127,8 @@ def _mean_pool(hidden, mask):
 
 def distill_loss(student_out, teacher_out, attention_mask, request: RecoveryRequest):
     """(loss tensor, its parts as floats)."""
-    s_hidden, t_hidden = student_out.hidden_states, teacher_out.hidden_states
+    s_hidden = [h.float() for h in student_out.hidden_states]  # bf16 under autocast: the loss is float32
+    t_hidden = [h.float() for h in teacher_out.hidden_states]
     s_emb, t_emb = _mean_pool(s_hidden[-1], attention_mask), _mean_pool(t_hidden[-1], attention_mask)
     parts = {}
     loss = 0.0
@@ -229,6 +230,10 @@ def train(request: RecoveryRequest, student, teacher, tokenizer, checkpoint: Pat
     optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=request.lr,
                                   weight_decay=0.0)
     budget = request.minutes * 60.0
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=request.uses_bf16)
+
     state = load_checkpoint(checkpoint) if checkpoint is not None and request.resume else None
     if state is not None:
         student.load_state_dict(state["student"])
@@ -271,9 +276,10 @@ def train(request: RecoveryRequest, student, teacher, tokenizer, checkpoint: Pat
         for group in optimizer.param_groups:
             group["lr"] = (learning_rate(request, step, total_steps) if total_steps
                            else request.lr * (step + 1) / (10 * PROBE_STEPS))  # probing: a gentle start
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             teacher_out = teacher(**inputs, output_hidden_states=True)
-        student_out = student(**inputs, output_hidden_states=True)
+        with autocast():
+            student_out = student(**inputs, output_hidden_states=True)
         loss, _parts = distill_loss(student_out, teacher_out, inputs["attention_mask"], request)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

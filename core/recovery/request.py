@@ -20,6 +20,8 @@ MIN_SENTENCES = 16  # training text shorter than this (or than one batch) is ref
 MIN_SEQ_LEN = 8
 ONE_SHOT_CALIBRATION = 64  # calibration sentences for a data-aware method's starting masks (as measured)
 RUN_FIELDS = ("minutes", "steps", "resume")  # how long / whether to continue: not part of what is trained
+PRECISIONS = ("auto", "bf16", "fp32")
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # CPUs whose bf16 matmuls are native (oneDNN), so autocast pays
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class RecoveryRequest:
     # Which shipped text trains when ``texts`` is not given: "both" (the project corpus and WordNet's sentences,
     # core/data/CORPUS.md), "corpus" or "wordnet". SparseGPT's starting masks calibrate on the project corpus.
     corpus_name: str = "both"
+    # Arithmetic of the forward and backward passes: "bf16" (torch.autocast; master weights, optimizer and loss
+    # stay float32), "fp32", or "auto": bf16 where the CPU multiplies bf16 natively (AMX or AVX-512 BF16).
+    precision: str = "auto"
     threads: int = 2
 
     @classmethod
@@ -87,6 +92,7 @@ class RecoveryRequest:
         """What determines the trained model (the artifact key): everything but how long and whether to resume.
         The time budget counts too: a 15-minute run is a different model from a 5-minute one."""
         params = {k: v for k, v in self.as_params().items() if k not in ("resume", "threads")}
+        params["precision"] = "bf16" if self.uses_bf16 else "fp32"  # "auto" trains differently per CPU
         return params
 
     def validate(self) -> None:
@@ -116,6 +122,9 @@ class RecoveryRequest:
             raise SparseLabError(f"Augment {self.augment} is a fraction in [0, 1].")
         if not 1 <= self.threads <= 64:
             raise SparseLabError(f"Threads must be in 1..64, not {self.threads}.")
+        if self.precision not in PRECISIONS:
+            raise SparseLabError(f"Unknown recovery precision '{self.precision}': choose one of "
+                                 f"{', '.join(PRECISIONS)}.")
         if self.block and self.mn:
             raise SparseLabError("Give either a block (block zeros) or an m:n pattern, not both.")
         from core.pruning.calibration import SHIPPED_TEXTS
@@ -148,6 +157,15 @@ class RecoveryRequest:
         config = self.prune_config()
         method = get_method(config.method)
         return method.needs_calibration or method.sets_own_sparsity
+
+    @property
+    def uses_bf16(self) -> bool:
+        """Whether training runs under bf16 autocast: asked for, or ``auto`` on a CPU with native bf16."""
+        if self.precision != "auto":
+            return self.precision == "bf16"
+        from core.environment import cpu_info
+
+        return any(cpu_info().has(flag) for flag in BF16_FLAGS)
 
     @property
     def target_sparsity(self) -> float:

@@ -24,7 +24,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from core.model_source import linear_layers
-from core.tvm import bsr_format, bsr_kernel, dense_kernel, int8_bsr_kernel, int8_dense_kernel, quantize
+from core.tvm import (
+    amx_bsr_kernel,
+    bsr_format,
+    bsr_kernel,
+    dense_kernel,
+    int8_bsr_kernel,
+    int8_dense_kernel,
+    quantize,
+)
 
 DEFAULT_THRESHOLD = 0.8
 # The block shapes the BSR kernels are scheduled for (docs/tvm.md), offered by Compile and What-if.
@@ -44,6 +52,7 @@ class RewriteOptions:
     schedules: dict = field(default_factory=dict)
     precision: str = "fp32"  # "int8": dynamic u8 activations x per-row int8 weights (core.tvm.quantize)
     vnni: bool | None = None  # int8 only: None = the host's CPU flags / SPARSELAB_INT8_VNNI
+    amx: bool | None = None  # int8 BSR with 16*k x 4 blocks on AMX tiles: None = the CPU flags / SPARSELAB_INT8_AMX
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -224,6 +233,8 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
         def sparse_int8(self, x2, sparse, m):
             n, k = sparse.shape
             xp, scale, tokens = self.quantized(x2, m, k)
+            if amx_bsr_kernel.applies(sparse.block, options.amx):
+                return self.sparse_amx(xp, scale, amx_bsr_kernel.pack(sparse), tokens, m)
             shape = int8_bsr_kernel.Int8BsrShape(tokens, k, n, sparse.block)
             schedule = int8_bsr_kernel.default_schedule(shape, options.vnni)
             gv = self.kernel(("bsr_int8", tokens, k, n, *sparse.block, schedule.variant, schedule.tile,
@@ -234,6 +245,14 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
                 gv, args, relax.TensorType(int8_bsr_kernel.output_shape(shape, schedule), "float32")))
             y = out if schedule.variant == "rows" else self.builder_.emit(relax.op.permute_dims(out))
             return self.sliced(y, tokens, m), schedule.label
+
+        def sparse_amx(self, xp, scale, packed, tokens, m):
+            n, k = packed.shape
+            gv = self.kernel(("bsr_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n))
+            args = [xp, scale, relax.const(packed.apack), relax.const(packed.cols), relax.const(packed.chunk_ptr),
+                    relax.const(packed.scale), relax.const(packed.correction)]
+            y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
+            return self.sliced(y, tokens, m), amx_bsr_kernel.default_schedule(tokens).label
 
     rewriter = LinearRewriter(mod)
     for gv, func in mod.functions_items():

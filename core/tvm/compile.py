@@ -24,6 +24,7 @@ from core.artifact_cache import ArtifactCache, ArtifactSpec, default_cache
 from core.errors import SparseLabError
 from core.jobs import NO_PROGRESS, Progress
 from core.model_source import linear_layers
+from core.tvm.amx_bsr_kernel import enable_amx, use_amx
 from core.tvm.bsr_kernel import padded_tokens
 from core.tvm.bsr_rewrite import LayerReport, RewriteOptions, linear_names, rewrite_linears
 from core.tvm.int8_dense_kernel import use_vnni
@@ -38,8 +39,8 @@ REPORT_FILE = "report.json"
 ARTIFACT_KIND = "tvm-library"
 BUILD_LIBRARIES = ("apache-tvm", "apache-tvm-ffi", "torch", "transformers")
 # Bump when kernels or schedules change, so old libraries are not reused.
-SCHEDULE_VERSION = 13  # 13: dense kernels parallel panel-major (12: power(x, 2|3|4) as multiplications)
-INT8_VERSION = 1  # bump when the int8 kernels or quantisation change (int8 libraries only)
+SCHEDULE_VERSION = 14  # 14: hand-written softmax, faster activation quantisation, AMX (13: dense panel-major)
+INT8_VERSION = 2  # bump when the int8 kernels or quantisation change (int8 libraries only); 2: AMX, quantise
 
 
 
@@ -59,7 +60,7 @@ class CompileOptions:
                 # fp32 keys stay as before this field existed, so cached fp32 libraries remain valid
                 **({} if self.rewrite.precision == "fp32" else
                    {"precision": self.rewrite.precision, "int8_vnni": use_vnni(self.rewrite.vnni),
-                    "int8_version": INT8_VERSION})}
+                    "int8_amx": use_amx(self.rewrite.amx), "int8_version": INT8_VERSION})}
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Runner:
         from tvm import relax
 
         set_runtime_threads(threads)
+        enable_amx()  # a library with AMX kernels needs the tile state; harmless (refused) elsewhere
         self.device = tvm.cpu()
         self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self.device)
         self._main = self.vm["main"]

@@ -7,6 +7,13 @@ TOPI's polynomial versions (float32 error ~1e-7 relative), but Relax's
 ``nn.gelu`` legalizes to erf inside TOPI where that pass cannot see it, so GELU
 is first rewritten here as ``0.5 x (1 + fast_erf(x / sqrt 2))``.
 
+Softmax over the last axis (attention probabilities) becomes a hand-written kernel (``softmax_kernel``):
+legalized and fused, TVM's fast softmax kept five full-size intermediates and reduced each row's max and
+sum one scalar at a time: 410 us for BERT-base's 12 x 128 x 128 scores on 2 threads of an Intel Xeon
+(Emerald Rapids), 5.4 ms of a 45 ms int8 sparse inference. The kernel reads a row into 16-lane partial
+maxima, writes the exponentials (TOPI's fast_exp polynomial, in-register) while summing them, and scales:
+95 us, error 5e-7 against numpy.
+
 GPT-2's GELU (``gelu_new``) is the tanh form with ``torch.pow(x, 3.0)``, which legalizes to a scalar
 ``powf`` call per element; a power by a small whole constant is rewritten as multiplications
 (``x * x * x``: exact to float rounding). On GPT-2 small (seq 128, 2 threads) the 12 FFNs call it on
@@ -16,6 +23,8 @@ GPT-2's GELU (``gelu_new``) is the tanh form with ``torch.pow(x, 3.0)``, which l
 from __future__ import annotations
 
 import math
+
+SOFTMAX_LANES = 16
 
 
 def fast_math_pass():
@@ -40,10 +49,29 @@ def fast_math_pass():
 
     @mutator
     class GeluRewriter(PyExprMutator):
+        kernels: dict = {}
+
+        def softmax(self, call):
+            """``nn.softmax`` over the last axis of a static float32 shape -> the hand-written kernel, or None."""
+            shape = [int(d) if isinstance(d, tvm.tirx.IntImm) else None for d in call.ty.shape]
+            axis = int(call.attrs.axis)
+            if None in shape or not shape or axis not in (-1, len(shape) - 1) or shape[-1] % SOFTMAX_LANES:
+                return None
+            n = shape[-1]
+            rows = math.prod(shape[:-1])
+            if (rows, n) not in self.kernels:
+                self.kernels[(rows, n)] = self.builder_.add_func(softmax_kernel(rows, n), f"softmax_{rows}_{n}")
+            x2 = self.builder_.emit(relax.op.reshape(call.args[0], (rows, n)))
+            y2 = self.builder_.emit(relax.call_tir(self.kernels[(rows, n)], [x2],
+                                                   relax.TensorType((rows, n), "float32")))
+            return relax.op.reshape(y2, shape)
+
         def visit_call_(self, call):
             call = super().visit_call_(call)
             if not isinstance(call.op, tvm.ir.Op) or str(getattr(call.ty, "dtype", "")) != "float32":
                 return call
+            if call.op.name == "relax.nn.softmax" and (fast := self.softmax(call)) is not None:
+                return fast
             if call.op.name == "relax.nn.gelu":
                 return self.builder_.call_te(gelu, call.args[0], primfunc_name_hint="fast_gelu")
             if call.op.name == "relax.power" and (exponent := whole_exponent(call.args[1])) is not None:
@@ -56,9 +84,62 @@ def fast_math_pass():
     @tvm.transform.module_pass(opt_level=0, name="FastGelu")
     def fast_gelu(mod, _ctx):
         rewriter = GeluRewriter(mod)
+        rewriter.kernels = {}
         for gv, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
         return rewriter.builder_.get()
 
     return tvm.transform.Sequential([fast_gelu, relax.transform.FastMathTransform()])
+
+
+def _fast_exp(x):
+    """TOPI's ``fast_exp`` (Cephes polynomial, relative error ~1e-7) on a TIR expression: vectorises."""
+    from tvm.script import tirx as T
+
+    c = T.max(T.min(x, T.float32(88.3762626647949)), T.float32(-88.3762626647949))
+    k = T.floor(c * T.float32(1.44269504088896341) + T.float32(0.5))
+    r = c - k * T.float32(0.693359375) - k * T.float32(-2.12194440e-4)
+    p = ((((((T.float32(1.9875691500e-4) * r + T.float32(1.3981999507e-3)) * r + T.float32(8.3334519073e-3)) * r
+            + T.float32(4.1665795894e-2)) * r + T.float32(1.6666665459e-1)) * r + T.float32(5.0000001201e-1)) * r * r
+         + r + T.float32(1.0))
+    return T.reinterpret("float32", T.shift_left(T.Cast("int32", k) + 127, 23)) * p
+
+
+def softmax_kernel(rows: int, n: int):
+    """PrimFunc ``X[rows, n] -> softmax over n`` (``n`` a multiple of 16), parallel over rows."""
+    from tvm.script import tirx as T
+
+    lanes = SOFTMAX_LANES
+    chunks = n // lanes
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(x: T.Buffer((rows, n), "float32"), y: T.Buffer((rows, n), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        with T.sblock("root"):  # Relax's op-pattern analysis wants a block at the top
+            for i in T.parallel(rows):
+                partial = T.decl_buffer((lanes,), "float32", scope="global")
+                total = T.decl_buffer((2,), "float32", scope="global")  # the row's max, then 1 / sum
+                for v in T.vectorized(lanes):
+                    partial[v] = x[i, v]
+                for j in range(1, chunks):
+                    for v in T.vectorized(lanes):
+                        partial[v] = T.max(partial[v], x[i, j * lanes + v])
+                total[0] = partial[0]
+                for v in range(1, lanes):
+                    total[0] = T.max(total[0], partial[v])
+                for v in T.vectorized(lanes):
+                    partial[v] = T.float32(0)
+                for j in range(chunks):
+                    for v in T.vectorized(lanes):
+                        y[i, j * lanes + v] = _fast_exp(x[i, j * lanes + v] - total[0])
+                        partial[v] = partial[v] + y[i, j * lanes + v]
+                total[1] = T.float32(0)
+                for v in range(lanes):
+                    total[1] = total[1] + partial[v]
+                total[1] = T.float32(1) / total[1]
+                for j in range(chunks):
+                    for v in T.vectorized(lanes):
+                        y[i, j * lanes + v] = y[i, j * lanes + v] * total[1]
+
+    return kernel.with_attr("op_pattern", 8)

@@ -162,3 +162,4 @@ def unscheduled(mod) -> list[str]:
 
     return sorted(gv.name_hint for gv, func in mod.functions_items()
                   if isinstance(func, tirx.PrimFunc) and not func.attrs.get("tirx.is_scheduled", False))
+

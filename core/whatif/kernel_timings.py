@@ -100,10 +100,11 @@ def _piecewise_linear(x: list[float], y: list[float], at: float) -> float:
 
 
 def _int8_key() -> dict:
+    from core.tvm.amx_bsr_kernel import use_amx
     from core.tvm.compile import INT8_VERSION
     from core.tvm.int8_dense_kernel import use_vnni
 
-    return {"precision": "int8", "int8_vnni": use_vnni(), "int8_version": INT8_VERSION}
+    return {"precision": "int8", "int8_vnni": use_vnni(), "int8_amx": use_amx(), "int8_version": INT8_VERSION}
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,10 @@ class KernelTable:
 
             if self.block is None:
                 return int8_dense_kernel.default_schedule(self.padded_tokens, self.layer[0])
+            from core.tvm import amx_bsr_kernel
+
+            if amx_bsr_kernel.applies(self.block):  # as the compiled model does (core.tvm.bsr_rewrite)
+                return amx_bsr_kernel.default_schedule(self.padded_tokens)
             return int8_bsr_kernel.default_schedule(
                 int8_bsr_kernel.Int8BsrShape(self.padded_tokens, self.layer[1], self.layer[0], self.block))
         if self.block is None:
@@ -360,17 +365,25 @@ def _int8_bsr_calls(tokens: int, layer: tuple[int, int], block: tuple[int, int],
                     threads: int) -> list[_Call]:
     """The int8 BSR kernel on random block-sparse weights (quantised per row) at every grid sparsity."""
     from core.pruning.random_weights import random_block_sparse
-    from core.tvm import int8_bsr_kernel
+    from core.tvm import amx_bsr_kernel, int8_bsr_kernel
 
     n, k = layer
+    amx = isinstance(schedule, amx_bsr_kernel.AmxSchedule)
     shape = int8_bsr_kernel.Int8BsrShape(tokens, k, n, block)
-    kernel = _compile(int8_bsr_kernel.bsr_int8_matmul(shape, schedule), threads)
+    kernel = _compile(amx_bsr_kernel.amx_bsr_matmul(tokens, k, n) if amx
+                      else int8_bsr_kernel.bsr_int8_matmul(shape, schedule), threads)
     xp = np.random.default_rng(0).integers(0, 256, (k // 4, tokens, 4), dtype=np.uint8)
-    x, scale, out = _tensors(xp, np.ones((1,), np.float32),
-                             np.zeros(int8_bsr_kernel.output_shape(shape, schedule), np.float32))
+    out_shape = (tokens, n) if amx else int8_bsr_kernel.output_shape(shape, schedule)
+    x, scale, out = _tensors(xp, np.ones((1,), np.float32), np.zeros(out_shape, np.float32))
     calls = []
     for sparsity in SPARSITY_GRID:
         sparse = int8_bsr_kernel.to_int8_bsr(random_block_sparse((n, k), sparsity, block, seed=0), block)
+        if amx:
+            packed = amx_bsr_kernel.pack(sparse)
+            weights = _tensors(packed.apack, packed.cols, packed.chunk_ptr, packed.scale, packed.correction)
+            calls.append(_Call(lambda weights=weights: kernel(x, scale, *weights, out),
+                               packed.apack.nbytes + packed.cols.nbytes + packed.chunk_ptr.nbytes))
+            continue
         weights = _tensors(sparse.data, sparse.indices, sparse.indptr, sparse.scale, sparse.correction)
         calls.append(_Call(lambda weights=weights: kernel(x, scale, *weights, out),
                            sparse.data.nbytes + sparse.indices.nbytes + sparse.indptr.nbytes))

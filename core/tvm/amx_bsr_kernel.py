@@ -1,0 +1,243 @@
+"""The int8 BSR x dense kernel on Intel AMX tiles, for blocks of 16 (or a multiple of 16) rows x 4 columns.
+
+On a CPU with AMX (Sapphire / Emerald / Granite Rapids), one ``tdpbsud`` multiplies a 16 x 64 s8 tile by a
+64 x 16 u8 tile into 16 x 16 int32 accumulators: 16,384 multiply-adds, where AVX-512 VNNI's ``vpdpbusd`` does
+64. OpenVINO runs BERT's dense int8 Linears on AMX there, which is why the VNNI sparse kernels
+(``int8_bsr_kernel``) only tied it at 90% (README, session 6). This kernel feeds AMX with the same 16x4 blocks:
+
+- **A (weights, s8)**: 16 stored blocks of one 16-row block row side by side are one 16 x 64 tile. They are
+  packed at compile time into ``apack[chunk, 16, 64]`` (``apack[c, r, 4b + q] = block b's W[r, q]``); a block
+  row's blocks are padded with zero blocks to a multiple of 16 (``chunk_ptr`` says which chunks are whose).
+- **B (activations, u8)**: the quantised input is ``XP[K/4, M, 4]`` (``core.tvm.quantize``), so the 4 inputs of
+  block b for 16 consecutive tokens are 64 contiguous bytes, ``XP[col_b, t:t+16, :]``: exactly row b of the B
+  tile. The 16 rows sit at the blocks' columns, not at one stride, so each chunk's rows are gathered into a
+  small buffer first (one 64-byte load and store per row and token tile), then loaded as a tile.
+- **C**: 16 output features x 16 tokens, kept in tile registers across the block row's chunks, stored once per
+  token tile and dequantised column by column into ``Y[M, N]``. Writing ``YT`` instead and transposing it after
+  (as the VNNI ``tokens`` kernels do) cost more than the kernel itself in BERT-base: 6.2 ms of transposes
+  against 6.3 ms of AMX kernels (Intel Xeon, Emerald Rapids, 2 threads).
+
+``tiles`` token tiles of 16 share each weight tile (C0..C{tiles-1}, A, B0..B{tiles-1}: at most 7 of the 8 tile
+registers). Parallel over 16-row block rows; each task loads the tile configuration (per-thread state) and
+releases it at the end. Results are bit-identical to the VNNI kernels (same int32 sums, same epilogue).
+
+Linux hands a process the AMX tile state only when asked (``arch_prctl(ARCH_REQ_XCOMP_PERM,
+XFEATURE_XTILEDATA)``); without it the first tile instruction is SIGILL. ``enable_amx`` asks, once per process,
+and every runner that loads a library calls it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.tvm.int8_bsr_kernel import Int8Bsr
+from core.tvm.int8_dense_kernel import LANES
+
+AMX_ENV = "SPARSELAB_INT8_AMX"  # "0" keeps the VNNI kernels on an AMX CPU (comparisons, tests)
+TILE_ROWS = 16  # output features per tile (block rows are cut into 16-row slices)
+CHUNK = 16  # stored blocks per weight tile: 16 blocks x 4 columns = 64 bytes, one tile row
+MAX_TOKEN_TILES = 3  # C and B tiles per token tile, plus one A: 2 * 3 + 1 = 7 of 8 tile registers
+
+_SYS_ARCH_PRCTL = 158  # x86-64
+_ARCH_REQ_XCOMP_PERM = 0x1023
+_XFEATURE_XTILEDATA = 18
+
+
+def cpu_has_amx() -> bool:
+    """The host CPU reports ``amx_int8`` and ``amx_tile`` (or at least amx_int8; /proc/cpuinfo flags)."""
+    from core.environment import cpu_info
+
+    return cpu_info().has("amx_int8")
+
+
+def use_amx(amx: bool | None = None) -> bool:
+    """An explicit choice, else ``SPARSELAB_INT8_AMX``, else the host's CPU flags (and Linux granting tiles)."""
+    if amx is not None:
+        return amx
+    forced = os.environ.get(AMX_ENV)
+    if forced is not None and forced.strip() != "":
+        if forced.strip().lower() in ("0", "false", "no", "off"):
+            return False
+    return cpu_has_amx() and enable_amx()
+
+
+@functools.cache
+def enable_amx() -> bool:
+    """Ask Linux for the AMX tile state for this process (idempotent). False off Linux/x86-64 or if refused."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def supported_block(block: tuple[int, int]) -> bool:
+    rows, cols = block
+    return cols == 4 and rows % TILE_ROWS == 0
+
+
+def token_tiles(m: int) -> int:
+    """Token tiles of 16 per pass: as many as fit the tile registers and divide the (padded) token count."""
+    return next(t for t in (MAX_TOKEN_TILES, 2, 1) if m % (LANES * t) == 0)
+
+
+@dataclass(frozen=True)
+class AmxSchedule:
+    """What the rewrite and What-if's kernel tables key on: the AMX kernel and its token tiles per pass."""
+
+    tokens_per_pass: int
+
+    @property
+    def label(self) -> str:
+        return f"int8-amx/{self.tokens_per_pass}"
+
+
+def default_schedule(m: int) -> AmxSchedule:
+    return AmxSchedule(token_tiles(m) * LANES)
+
+
+def applies(block: tuple[int, int] | None, amx: bool | None = None) -> bool:
+    """Whether an int8 BSR layer with ``block`` runs on this kernel: the block fits and AMX is in use."""
+    return block is not None and supported_block(block) and use_amx(amx)
+
+
+@dataclass(frozen=True)
+class AmxBsr:
+    """An int8 BSR weight packed for the AMX kernel (see the module docstring)."""
+
+    shape: tuple[int, int]  # (N, K)
+    apack: np.ndarray  # int8 [chunks, 16, 64]
+    cols: np.ndarray  # int32 [chunks, 16]: the XP group of each slot (0 for padding: its weights are zero)
+    chunk_ptr: np.ndarray  # int32 [N / 16 + 1]
+    scale: np.ndarray  # float32 [N]
+    correction: np.ndarray  # int32 [N]
+
+    @property
+    def chunks(self) -> int:
+        return int(self.chunk_ptr[-1])
+
+    @property
+    def padding(self) -> float:
+        """Share of the packed slots that are zero padding (what the tiles multiply for nothing)."""
+        stored = int((np.abs(self.apack).reshape(-1, TILE_ROWS, CHUNK, 4).sum(axis=(1, 3)) > 0).sum())
+        return 1.0 - stored / max(1, self.chunks * CHUNK)
+
+
+def pack(sparse: Int8Bsr) -> AmxBsr:
+    """Repack an ``Int8Bsr`` (``data[nnz, rows, 4]``) into 16 x 64 weight tiles per 16-row slice."""
+    rows, cols = sparse.block
+    if not supported_block(sparse.block):
+        raise ValueError(f"the AMX kernel takes blocks of 16*k rows x 4 columns, not {rows}x{cols}")
+    n = sparse.shape[0]
+    slices = rows // TILE_ROWS
+    counts = np.diff(sparse.indptr.astype(np.int64))
+    per_row = -(-counts // CHUNK)  # chunks per block row, for each of its 16-row slices
+    chunk_ptr = np.zeros(n // TILE_ROWS + 1, np.int64)
+    chunk_ptr[1:] = np.cumsum(np.repeat(per_row, slices))
+    total = max(1, int(chunk_ptr[-1]))  # never an empty array: a kernel argument of size 0 is not allowed
+    apack = np.zeros((total, TILE_ROWS, CHUNK, 4), np.int8)
+    slot_cols = np.zeros((total, CHUNK), np.int32)
+    for block_row, count in enumerate(counts):
+        start = int(sparse.indptr[block_row])
+        for piece in range(slices):
+            first = int(chunk_ptr[block_row * slices + piece])
+            slot = np.arange(count)
+            chunk, within = first + slot // CHUNK, slot % CHUNK
+            block_data = sparse.data[start:start + count, piece * TILE_ROWS:(piece + 1) * TILE_ROWS, :]
+            apack[chunk, :, within, :] = block_data
+            slot_cols[chunk, within] = sparse.indices[start:start + count]
+    return AmxBsr(tuple(sparse.shape), apack.reshape(total, TILE_ROWS, CHUNK * 4), slot_cols,
+                  chunk_ptr.astype(np.int32), sparse.scale, sparse.correction)
+
+
+def _intrin(name: str, *args):
+    from tvm.script import tirx as T
+
+    return T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
+
+
+def amx_bsr_matmul(m: int, k: int, n: int, *, dequantize: bool = True):
+    """PrimFunc ``(XP, x_scale, apack, cols, chunk_ptr, w_scale, corr) -> Y[m, n]`` float32; with
+    ``dequantize=False``: ``(XP, apack, cols, chunk_ptr) -> Y`` int32 accumulations (exact tests)."""
+    from tvm.script import tirx as T
+
+    if m % LANES or n % TILE_ROWS or k % 4:
+        raise ValueError(f"the AMX kernel needs tokens and outputs in multiples of 16 and inputs of 4, "
+                         f"not {m} x {k} -> {n}")
+    groups, slices = k // 4, n // TILE_ROWS
+    tiles = token_tiles(m)
+    span = tiles * LANES  # tokens per pass
+    row_bytes = tiles * 64  # a gathered row: the block's 4 inputs for ``span`` tokens
+    a_tile = tiles  # tile registers: C0..C{tiles-1}, A, B0..B{tiles-1}
+    out_dtype = "float32" if dequantize else "int32"
+
+    def imm(value):  # a tile register number: an unrolled loop index, folded to a constant by lowering
+        return T.Cast("int8", value)
+
+    @T.macro
+    def body(xp, apack, cols, chunk_ptr, out, x_scale, w_scale, corr):
+        for s in T.parallel(slices):
+            cfg = T.decl_buffer((64,), "uint8", scope="global")
+            gathered = T.decl_buffer((CHUNK, row_bytes), "uint8", scope="global")
+            acc = T.decl_buffer((tiles * TILE_ROWS * LANES,), "int32", scope="global")
+            for i in T.vectorized(64):
+                cfg[i] = T.uint8(0)
+            cfg[0] = T.uint8(1)  # palette 1
+            for t in T.unroll(2 * tiles + 1):  # every tile: 16 rows of 64 bytes
+                cfg[16 + 2 * t] = T.uint8(64)
+                cfg[48 + t] = T.uint8(TILE_ROWS)
+            _intrin("ldtilecfg", T.address_of(cfg[0]))
+            for p in range(m // span):
+                for v in T.unroll(tiles):
+                    _intrin("tilezero", imm(v))
+                for c in range(chunk_ptr[s], chunk_ptr[s + 1]):
+                    for b in T.unroll(CHUNK):
+                        group: T.int32 = cols[c, b]
+                        for v in T.unroll(tiles):
+                            gathered.vstore([b, v * 64], xp.vload([group, p * span + v * LANES, 0], "uint8x64"))
+                    _intrin("tileloadd64", imm(a_tile), T.address_of(apack[c, 0, 0]), T.int64(64))
+                    for v in T.unroll(tiles):
+                        _intrin("tileloadd64", imm(a_tile + 1 + v), T.address_of(gathered[0, v * 64]),
+                                T.int64(row_bytes))
+                        _intrin("tdpbsud", imm(v), imm(a_tile), imm(a_tile + 1 + v))
+                for v in T.unroll(tiles):
+                    _intrin("tilestored64", imm(v), T.address_of(acc[v * TILE_ROWS * LANES]), T.int64(64))
+                for v in T.unroll(tiles):  # C is features x tokens: read it by columns, write Y[token, :]
+                    for t in range(LANES):
+                        for lane in T.vectorized(LANES):
+                            token = T.meta_var(p * span + v * LANES + t)
+                            feature = T.meta_var(s * TILE_ROWS + lane)
+                            value = T.meta_var(acc[(v * TILE_ROWS + lane) * LANES + t])
+                            if x_scale is None:
+                                out[token, feature] = value
+                            else:
+                                out[token, feature] = T.Cast("float32", value - corr[feature]) \
+                                    * (x_scale[0] * w_scale[feature])
+            _intrin("tilerelease")
+
+    if dequantize:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+                   apack_handle: T.handle, cols_handle: T.handle, chunk_ptr: T.Buffer((slices + 1,), "int32"),
+                   w_scale: T.Buffer((n,), "float32"), corr: T.Buffer((n,), "int32"),
+                   out: T.Buffer((m, n), out_dtype)):
+            chunks = T.int32()
+            apack = T.match_buffer(apack_handle, (chunks, TILE_ROWS, CHUNK * 4), "int8")
+            cols = T.match_buffer(cols_handle, (chunks, CHUNK), "int32")
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, apack, cols, chunk_ptr, out, x_scale, w_scale, corr)
+    else:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), apack_handle: T.handle, cols_handle: T.handle,
+                   chunk_ptr: T.Buffer((slices + 1,), "int32"), out: T.Buffer((m, n), out_dtype)):
+            chunks = T.int32()
+            apack = T.match_buffer(apack_handle, (chunks, TILE_ROWS, CHUNK * 4), "int8")
+            cols = T.match_buffer(cols_handle, (chunks, CHUNK), "int32")
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, apack, cols, chunk_ptr, out, None, None, None)
+    return kernel.with_attr("op_pattern", 8)

@@ -1,0 +1,81 @@
+"""The AMX int8 BSR kernel against the exact integer reference (on CPUs with AMX), and its packing everywhere."""
+
+import numpy as np
+import pytest
+
+from core.tvm import amx_bsr_kernel, int8_bsr_kernel, int8_dense_kernel, quantize
+from core.tvm.target import host_target
+from tests.fixtures_tvm import random_block_sparse
+
+AMX = pytest.mark.skipif(not amx_bsr_kernel.use_amx(), reason="this CPU has no AMX int8 (or Linux refused tiles)")
+
+
+def _tensors(*arrays):
+    import tvm
+
+    return [tvm.runtime.tensor(np.ascontiguousarray(a), tvm.cpu()) for a in arrays]
+
+
+def _sparse(n, k, block, sparsity, seed):
+    weight = random_block_sparse((n, k), sparsity, block, seed=seed)
+    weight[: block[0]] = 0.0  # an empty block row
+    return weight, int8_bsr_kernel.to_int8_bsr(weight, block)
+
+
+@pytest.mark.parametrize("block", [(16, 4), (32, 4)], ids=lambda b: f"{b[0]}x{b[1]}")
+def test_packing_keeps_every_block_in_place(block):
+    n, k = 64, 256
+    weight, sparse = _sparse(n, k, block, 0.7, seed=1)
+    packed = amx_bsr_kernel.pack(sparse)
+    qweight = sparse.to_dense().astype(np.int32)
+    rebuilt = np.zeros_like(qweight)
+    for s in range(n // 16):  # 16 output rows per slice; slot b of chunk c holds inputs 4*cols[c, b] .. +3
+        for c in range(packed.chunk_ptr[s], packed.chunk_ptr[s + 1]):
+            tile = packed.apack[c].reshape(16, 16, 4)
+            for b in range(16):
+                rebuilt[s * 16:(s + 1) * 16, 4 * packed.cols[c, b]:4 * packed.cols[c, b] + 4] += tile[:, b, :]
+    np.testing.assert_array_equal(rebuilt, qweight)
+    assert packed.chunk_ptr[1] == packed.chunk_ptr[0] == 0  # the empty first block row has no chunk
+    counts = np.diff(sparse.indptr)
+    assert packed.chunks == int(np.sum(-(-counts // 16))) * (block[0] // 16)
+
+
+def test_refuses_blocks_it_cannot_take():
+    _, sparse = _sparse(32, 64, (4, 4), 0.5, seed=2)
+    with pytest.raises(ValueError, match="16\\*k rows x 4 columns"):
+        amx_bsr_kernel.pack(sparse)
+    assert not amx_bsr_kernel.supported_block((8, 4)) and amx_bsr_kernel.supported_block((32, 4))
+
+
+def test_amx_choice_follows_the_environment(monkeypatch):
+    monkeypatch.setenv(amx_bsr_kernel.AMX_ENV, "0")
+    assert not amx_bsr_kernel.use_amx()
+    assert amx_bsr_kernel.use_amx(True)
+    monkeypatch.delenv(amx_bsr_kernel.AMX_ENV)
+    assert amx_bsr_kernel.use_amx() == (amx_bsr_kernel.cpu_has_amx() and amx_bsr_kernel.enable_amx())
+
+
+@AMX
+@pytest.mark.slow  # builds with LLVM
+@pytest.mark.parametrize("m, k, n, block, sparsity", [(32, 256, 96, (16, 4), 0.8), (48, 128, 64, (32, 4), 0.5),
+                                                      (16, 768, 32, (16, 4), 0.9)])
+def test_amx_kernel_is_exact(m, k, n, block, sparsity):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
+    u8, x_scale = quantize.quantize_activation(x)
+    weight, sparse = _sparse(n, k, block, sparsity, seed=3)
+    qweight, w_scale = quantize.quantize_weight(weight)
+    packed = amx_bsr_kernel.pack(sparse)
+    xp = quantize.pack_activation(u8, m)
+    target = host_target(2)
+    exact = int8_dense_kernel.build(amx_bsr_kernel.amx_bsr_matmul(m, k, n, dequantize=False), target)
+    acc, = _tensors(np.zeros((m, n), np.int32))
+    exact(*_tensors(xp, packed.apack, packed.cols, packed.chunk_ptr), acc)
+    reference = quantize.integer_matmul(u8, qweight)
+    np.testing.assert_array_equal(acc.numpy(), reference)
+    kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_bsr_matmul(m, k, n), target)
+    y, = _tensors(np.zeros((m, n), np.float32))
+    kernel(*_tensors(xp, np.array([x_scale], np.float32), packed.apack, packed.cols, packed.chunk_ptr, packed.scale,
+                     packed.correction), y)
+    expected = quantize.dequantize(reference, x_scale, w_scale, sparse.correction)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-6)
