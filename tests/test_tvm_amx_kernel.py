@@ -79,3 +79,34 @@ def test_amx_kernel_is_exact(m, k, n, block, sparsity):
                      packed.correction), y)
     expected = quantize.dequantize(reference, x_scale, w_scale, sparse.correction)
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_dense_packing_puts_each_tile_in_place():
+    qweight = np.random.default_rng(6).integers(-127, 128, (32, 128)).astype(np.int8)
+    apack = amx_bsr_kernel.pack_dense(qweight)
+    assert apack.shape == (2 * 2, 16, 64)
+    np.testing.assert_array_equal(apack[1 * 2 + 1], qweight[16:32, 64:128])  # slice 1, chunk 1
+    assert amx_bsr_kernel.dense_supported(768, 3072) and not amx_bsr_kernel.dense_supported(96, 32)
+
+
+@AMX
+@pytest.mark.slow  # builds with LLVM
+@pytest.mark.parametrize("m, k, n", [(32, 128, 48), (48, 256, 16), (128, 768, 64)])
+def test_amx_dense_kernel_is_exact(m, k, n):
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
+    u8, x_scale = quantize.quantize_activation(x)
+    qweight, w_scale = quantize.quantize_weight(rng.standard_normal((n, k)).astype(np.float32))
+    correction = quantize.column_correction(qweight)
+    apack, xp = amx_bsr_kernel.pack_dense(qweight), quantize.pack_activation(u8, m)
+    target = host_target(2)
+    exact = int8_dense_kernel.build(amx_bsr_kernel.amx_dense_matmul(m, k, n, dequantize=False), target)
+    acc, = _tensors(np.zeros((m, n), np.int32))
+    exact(*_tensors(xp, apack), acc)
+    reference = quantize.integer_matmul(u8, qweight)
+    np.testing.assert_array_equal(acc.numpy(), reference)
+    kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_dense_matmul(m, k, n), target)
+    y, = _tensors(np.zeros((m, n), np.float32))
+    kernel(*_tensors(xp, np.array([x_scale], np.float32), apack, w_scale, correction), y)
+    np.testing.assert_allclose(y.numpy(), quantize.dequantize(reference, x_scale, w_scale, correction),
+                               rtol=1e-6, atol=1e-6)

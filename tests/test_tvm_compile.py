@@ -8,6 +8,7 @@ import torch
 
 from core.artifact_cache import ArtifactCache
 from core.errors import SparseLabError
+from core.tvm.amx_bsr_kernel import use_amx
 from core.tvm.bsr_kernel import candidate_schedules
 from core.tvm.bsr_rewrite import RewriteOptions
 from core.tvm.compile import CompileOptions, compile_model
@@ -105,10 +106,10 @@ def test_token_counts_that_are_not_a_vector_multiple_are_padded(tiny_model, modu
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("block, vnni", [((16, 4), None), ((1, 4), None), ((4, 4), False), (None, None),
-                                         (None, False)],
-                         ids=["bsr-16x4", "bsr-1x4", "bsr-4x4-fallback", "dense", "dense-fallback"])
-def test_int8_build_follows_the_fp32_model(tiny_model, module_cache, block, vnni):
+@pytest.mark.parametrize("block, vnni, amx", [((16, 4), None, None), ((16, 4), None, False), ((1, 4), None, None),
+                                              ((4, 4), False, None), (None, None, None), (None, False, None)],
+                         ids=["bsr-16x4", "bsr-16x4-vnni", "bsr-1x4", "bsr-4x4-fallback", "dense", "dense-fallback"])
+def test_int8_build_follows_the_fp32_model(tiny_model, module_cache, block, vnni, amx):
     from core.tvm.benchmark import cosine_rows
     from tests.fixtures_tvm import random_block_sparse
 
@@ -120,12 +121,15 @@ def test_int8_build_follows_the_fp32_model(tiny_model, module_cache, block, vnni
                     module.weight.mul_(torch.from_numpy(mask))
     shape = InputShape(batch=1, seq_len=SEQ_LEN)
     options = CompileOptions(shape, threads=2, rewrite=RewriteOptions(block=block, threshold=0.5, precision="int8",
-                                                                      vnni=vnni))
+                                                                      vnni=vnni, amx=amx))
     compiled = compile_model(tiny_model, options, name="bert-tiny", cache=module_cache)
     assert compiled.unscheduled == ()
     assert compiled.converted_layers == (12 if block else 0)
     assert {layer.precision for layer in compiled.layers} == {"int8"}
     assert all(("novnni" in layer.schedule) == (vnni is False) for layer in compiled.layers)
+    # on an AMX CPU, 16x4 blocks and dense layers run on tiles unless AMX or VNNI is turned off
+    on_tiles = use_amx() and amx is None and vnni is None and block in ((16, 4), None)
+    assert all(("amx" in layer.schedule) == on_tiles for layer in compiled.layers)
     inputs = example_inputs(shape, tiny_model.config.vocab_size)
     assert cosine_rows(compiled.runner().run(inputs), _torch_output(tiny_model, inputs)) >= 0.99
 

@@ -64,3 +64,40 @@ def test_last_axis_softmax_becomes_the_kernel_and_matches_torch():
     out = vm["main"](tvm.runtime.tensor(ids.numpy()), tvm.runtime.tensor(mask.numpy()))
     out = out if hasattr(out, "numpy") else out[0]
     np.testing.assert_allclose(out.numpy(), Softmaxes()(ids, mask).numpy(), rtol=1e-5, atol=1e-6)
+
+
+class LayerNorms(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.norm = torch.nn.LayerNorm(32, eps=1e-12)
+        self.odd = torch.nn.LayerNorm(8)  # 8 features: not a multiple of 16, stays TVM's
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-1, 1)
+
+    def forward(self, input_ids, attention_mask):
+        x = (input_ids.float() * 0.73).sin() * 5.0 + 100.0 * attention_mask.float()  # a large mean
+        return self.norm(x.reshape(1, 4, 32)).reshape(1, 128) + self.odd(x.reshape(16, 8)).reshape(1, 128)
+
+
+@pytest.mark.slow  # builds with TVM
+def test_last_axis_layer_norm_becomes_the_kernel_and_matches_torch():
+    import tvm
+    from tvm import relax
+
+    from core.tvm.target import host_target
+
+    ids = torch.arange(0, 128).reshape(1, 128)
+    mask = torch.ones(1, 128, dtype=torch.int64)
+    model = LayerNorms().eval()
+    mod = to_relax(export_model(model, {"input_ids": ids, "attention_mask": mask}))
+    rewritten = fast_math_pass()(mod)
+    kernels = [gv.name_hint for gv, _ in rewritten.functions_items() if gv.name_hint.startswith("layer_norm_")]
+    assert kernels == ["layer_norm_4_32"]
+    executable = tvm.compile(rewritten, host_target(2))
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(ids.numpy()), tvm.runtime.tensor(mask.numpy()))
+    out = out if hasattr(out, "numpy") else out[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(out.numpy(), model(ids, mask).numpy(), rtol=1e-5, atol=2e-5)

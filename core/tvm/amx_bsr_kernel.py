@@ -91,10 +91,11 @@ class AmxSchedule:
     """What the rewrite and What-if's kernel tables key on: the AMX kernel and its token tiles per pass."""
 
     tokens_per_pass: int
+    dense: bool = False
 
     @property
     def label(self) -> str:
-        return f"int8-amx/{self.tokens_per_pass}"
+        return f"int8-amx{'-dense' if self.dense else ''}/{self.tokens_per_pass}"
 
 
 def default_schedule(m: int) -> AmxSchedule:
@@ -104,6 +105,15 @@ def default_schedule(m: int) -> AmxSchedule:
 def applies(block: tuple[int, int] | None, amx: bool | None = None) -> bool:
     """Whether an int8 BSR layer with ``block`` runs on this kernel: the block fits and AMX is in use."""
     return block is not None and supported_block(block) and use_amx(amx)
+
+
+def dense_applies(k: int, n: int, amx: bool | None = None) -> bool:
+    """Whether a dense int8 Linear ``k -> n`` runs on ``amx_dense_matmul``."""
+    return dense_supported(k, n) and use_amx(amx)
+
+
+def dense_schedule(m: int) -> AmxSchedule:
+    return AmxSchedule(token_tiles(m) * LANES, dense=True)
 
 
 @dataclass(frozen=True)
@@ -164,12 +174,37 @@ def _intrin(name: str, *args):
 def amx_bsr_matmul(m: int, k: int, n: int, *, dequantize: bool = True):
     """PrimFunc ``(XP, x_scale, apack, cols, chunk_ptr, w_scale, corr) -> Y[m, n]`` float32; with
     ``dequantize=False``: ``(XP, apack, cols, chunk_ptr) -> Y`` int32 accumulations (exact tests)."""
+    return _amx_matmul(m, k, n, dequantize, dense=False)
+
+
+def amx_dense_matmul(m: int, k: int, n: int, *, dequantize: bool = True):
+    """The dense int8 Linear on AMX: ``(XP, x_scale, apack, w_scale, corr) -> Y[m, n]`` (``pack_dense``'s apack;
+    ``k`` a multiple of 64). No gather: 16 consecutive 4-input groups of ``XP`` are one B tile at stride ``m * 4``.
+    With ``dequantize=False``: ``(XP, apack) -> Y`` int32."""
+    if k % (CHUNK * 4):
+        raise ValueError(f"the dense AMX kernel needs inputs in multiples of 64, not {k}")
+    return _amx_matmul(m, k, n, dequantize, dense=True)
+
+
+def dense_supported(k: int, n: int) -> bool:
+    return k % (CHUNK * 4) == 0 and n % TILE_ROWS == 0
+
+
+def pack_dense(qweight: np.ndarray) -> np.ndarray:
+    """int8 ``W[N, K]`` -> ``apack[N/16 * K/64, 16, 64]``: tile (slice s, chunk c) holds rows 16s.. and inputs 64c.."""
+    n, k = qweight.shape
+    tiles = qweight.reshape(n // TILE_ROWS, TILE_ROWS, k // (CHUNK * 4), CHUNK * 4).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(tiles.reshape(-1, TILE_ROWS, CHUNK * 4)).astype(np.int8)
+
+
+def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool):
     from tvm.script import tirx as T
 
     if m % LANES or n % TILE_ROWS or k % 4:
         raise ValueError(f"the AMX kernel needs tokens and outputs in multiples of 16 and inputs of 4, "
                          f"not {m} x {k} -> {n}")
     groups, slices = k // 4, n // TILE_ROWS
+    k_chunks = groups // CHUNK  # dense: weight tiles per 16-row slice
     tiles = token_tiles(m)
     span = tiles * LANES  # tokens per pass
     row_bytes = tiles * 64  # a gathered row: the block's 4 inputs for ``span`` tokens
@@ -178,6 +213,25 @@ def amx_bsr_matmul(m: int, k: int, n: int, *, dequantize: bool = True):
 
     def imm(value):  # a tile register number: an unrolled loop index, folded to a constant by lowering
         return T.Cast("int8", value)
+
+    @T.macro
+    def multiply_chunk(xp, apack, cols, c, p, gathered):
+        if dense:
+            _intrin("tileloadd64", imm(a_tile), T.address_of(apack[c, 0, 0]), T.int64(64))
+            for v in T.unroll(tiles):
+                _intrin("tileloadd64", imm(a_tile + 1 + v),
+                        T.address_of(xp[(c % k_chunks) * CHUNK, p * span + v * LANES, 0]), T.int64(m * 4))
+                _intrin("tdpbsud", imm(v), imm(a_tile), imm(a_tile + 1 + v))
+        else:
+            for b in T.unroll(CHUNK):
+                group: T.int32 = cols[c, b]
+                for v in T.unroll(tiles):
+                    gathered.vstore([b, v * 64], xp.vload([group, p * span + v * LANES, 0], "uint8x64"))
+            _intrin("tileloadd64", imm(a_tile), T.address_of(apack[c, 0, 0]), T.int64(64))
+            for v in T.unroll(tiles):
+                _intrin("tileloadd64", imm(a_tile + 1 + v), T.address_of(gathered[0, v * 64]),
+                        T.int64(row_bytes))
+                _intrin("tdpbsud", imm(v), imm(a_tile), imm(a_tile + 1 + v))
 
     @T.macro
     def body(xp, apack, cols, chunk_ptr, out, x_scale, w_scale, corr):
@@ -195,16 +249,12 @@ def amx_bsr_matmul(m: int, k: int, n: int, *, dequantize: bool = True):
             for p in range(m // span):
                 for v in T.unroll(tiles):
                     _intrin("tilezero", imm(v))
-                for c in range(chunk_ptr[s], chunk_ptr[s + 1]):
-                    for b in T.unroll(CHUNK):
-                        group: T.int32 = cols[c, b]
-                        for v in T.unroll(tiles):
-                            gathered.vstore([b, v * 64], xp.vload([group, p * span + v * LANES, 0], "uint8x64"))
-                    _intrin("tileloadd64", imm(a_tile), T.address_of(apack[c, 0, 0]), T.int64(64))
-                    for v in T.unroll(tiles):
-                        _intrin("tileloadd64", imm(a_tile + 1 + v), T.address_of(gathered[0, v * 64]),
-                                T.int64(row_bytes))
-                        _intrin("tdpbsud", imm(v), imm(a_tile), imm(a_tile + 1 + v))
+                if dense:
+                    for c in range(s * k_chunks, (s + 1) * k_chunks):
+                        multiply_chunk(xp, apack, cols, c, p, gathered)
+                else:
+                    for c in range(chunk_ptr[s], chunk_ptr[s + 1]):
+                        multiply_chunk(xp, apack, cols, c, p, gathered)
                 for v in T.unroll(tiles):
                     _intrin("tilestored64", imm(v), T.address_of(acc[v * TILE_ROWS * LANES]), T.int64(64))
                 for v in T.unroll(tiles):  # C is features x tokens: read it by columns, write Y[token, :]
@@ -220,7 +270,22 @@ def amx_bsr_matmul(m: int, k: int, n: int, *, dequantize: bool = True):
                                     * (x_scale[0] * w_scale[feature])
             _intrin("tilerelease")
 
-    if dequantize:
+    if dense and dequantize:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+                   apack: T.Buffer((slices * k_chunks, TILE_ROWS, CHUNK * 4), "int8"),
+                   w_scale: T.Buffer((n,), "float32"), corr: T.Buffer((n,), "int32"),
+                   out: T.Buffer((m, n), out_dtype)):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, apack, None, None, out, x_scale, w_scale, corr)
+    elif dense:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"),
+                   apack: T.Buffer((slices * k_chunks, TILE_ROWS, CHUNK * 4), "int8"),
+                   out: T.Buffer((m, n), out_dtype)):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, apack, None, None, out, None, None, None)
+    elif dequantize:
         @T.prim_func(private=True, s_tir=True)
         def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
                    apack_handle: T.handle, cols_handle: T.handle, chunk_ptr: T.Buffer((slices + 1,), "int32"),

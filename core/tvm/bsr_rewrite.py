@@ -54,6 +54,11 @@ class RewriteOptions:
     vnni: bool | None = None  # int8 only: None = the host's CPU flags / SPARSELAB_INT8_VNNI
     amx: bool | None = None  # int8 BSR with 16*k x 4 blocks on AMX tiles: None = the CPU flags / SPARSELAB_INT8_AMX
 
+    @property
+    def amx_choice(self) -> bool | None:
+        """``amx``, except that forcing the int32 fallback (``vnni=False``) keeps AMX off too."""
+        return False if self.vnni is False else self.amx
+
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
@@ -222,6 +227,13 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
         def dense_int8(self, x2, weight, m):
             n, k = weight.shape
             xp, scale, tokens = self.quantized(x2, m, k)
+            if amx_bsr_kernel.dense_applies(k, n, options.amx_choice):
+                gv = self.kernel(("dense_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_dense_matmul(tokens, k, n))
+                qweight, w_scale = quantize.quantize_weight(weight)
+                args = [xp, scale, relax.const(amx_bsr_kernel.pack_dense(qweight)), relax.const(w_scale),
+                        relax.const(quantize.column_correction(qweight))]
+                y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
+                return self.sliced(y, tokens, m), amx_bsr_kernel.dense_schedule(tokens).label
             schedule = int8_dense_kernel.default_schedule(tokens, n, options.vnni)
             gv = self.kernel(("dense_int8", tokens, k, n, schedule.tile, schedule.panels, int(schedule.vnni)),
                              lambda: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule))
@@ -233,7 +245,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
         def sparse_int8(self, x2, sparse, m):
             n, k = sparse.shape
             xp, scale, tokens = self.quantized(x2, m, k)
-            if amx_bsr_kernel.applies(sparse.block, options.amx):
+            if amx_bsr_kernel.applies(sparse.block, options.amx_choice):
                 return self.sparse_amx(xp, scale, amx_bsr_kernel.pack(sparse), tokens, m)
             shape = int8_bsr_kernel.Int8BsrShape(tokens, k, n, sparse.block)
             schedule = int8_bsr_kernel.default_schedule(shape, options.vnni)

@@ -60,7 +60,7 @@ class CompileOptions:
                 # fp32 keys stay as before this field existed, so cached fp32 libraries remain valid
                 **({} if self.rewrite.precision == "fp32" else
                    {"precision": self.rewrite.precision, "int8_vnni": use_vnni(self.rewrite.vnni),
-                    "int8_amx": use_amx(self.rewrite.amx), "int8_version": INT8_VERSION})}
+                    "int8_amx": use_amx(self.rewrite.amx_choice), "int8_version": INT8_VERSION})}
 
 
 @dataclass(frozen=True)

@@ -129,11 +129,12 @@ class KernelTable:
         from core.tvm.dense_kernel import default_schedule as dense_schedule
 
         if self.precision == "int8":
-            from core.tvm import int8_bsr_kernel, int8_dense_kernel
+            from core.tvm import amx_bsr_kernel, int8_bsr_kernel, int8_dense_kernel
 
             if self.block is None:
+                if amx_bsr_kernel.dense_applies(self.layer[1], self.layer[0]):  # as core.tvm.bsr_rewrite does
+                    return amx_bsr_kernel.dense_schedule(self.padded_tokens)
                 return int8_dense_kernel.default_schedule(self.padded_tokens, self.layer[0])
-            from core.tvm import amx_bsr_kernel
 
             if amx_bsr_kernel.applies(self.block):  # as the compiled model does (core.tvm.bsr_rewrite)
                 return amx_bsr_kernel.default_schedule(self.padded_tokens)
@@ -391,12 +392,18 @@ def _int8_bsr_calls(tokens: int, layer: tuple[int, int], block: tuple[int, int],
 
 
 def _int8_dense_call(tokens: int, layer: tuple[int, int], schedule, threads: int) -> _Call:
-    from core.tvm import int8_dense_kernel
+    from core.tvm import amx_bsr_kernel, int8_dense_kernel, quantize
 
     n, k = layer
-    kernel = _compile(int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule), threads)
     packed = int8_dense_kernel.prepare_weight(_random((n, k), 1))
+    if isinstance(schedule, amx_bsr_kernel.AmxSchedule):
+        kernel = _compile(amx_bsr_kernel.amx_dense_matmul(tokens, k, n), threads)
+        qweight, _ = quantize.quantize_weight(_random((n, k), 1))
+        tiles = amx_bsr_kernel.pack_dense(qweight)
+    else:
+        kernel = _compile(int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule), threads)
+        tiles = packed.packed
     xp = np.random.default_rng(0).integers(0, 256, (k // 4, tokens, 4), dtype=np.uint8)
-    x, scale, weight, w_scale, corr, out = _tensors(xp, np.ones((1,), np.float32), packed.packed, packed.scale,
+    x, scale, weight, w_scale, corr, out = _tensors(xp, np.ones((1,), np.float32), tiles, packed.scale,
                                                     packed.correction, np.zeros((tokens, n), np.float32))
     return _Call(lambda: kernel(x, scale, weight, w_scale, corr, out), n * k)
