@@ -101,3 +101,39 @@ def test_last_axis_layer_norm_becomes_the_kernel_and_matches_torch():
     out = out if hasattr(out, "numpy") else out[0]
     with torch.no_grad():
         np.testing.assert_allclose(out.numpy(), model(ids, mask).numpy(), rtol=1e-5, atol=2e-5)
+
+
+class MaskedSoftmax(torch.nn.Module):
+    """transformers' attention tail: the rows whose scores are all -inf (fully masked) become zeros."""
+
+    def forward(self, input_ids, attention_mask):
+        x = (input_ids.float() * 0.37).sin() * 30.0 - attention_mask.float()
+        scores = x.reshape(1, 2, 4, 16)
+        scores = scores.masked_fill((input_ids.reshape(1, 2, 4, 16) % 32 == 5), float("-inf"))  # some -inf
+        scores = scores.masked_fill(torch.arange(4).reshape(1, 1, 4, 1) == 2, float("-inf"))  # row 2: all -inf
+        probs = torch.softmax(scores, dim=-1)
+        finite = torch.logical_not(scores == float("-inf")).any(dim=-1, keepdim=True)  # as transformers writes it
+        return probs.masked_fill(torch.logical_not(finite), 0.0)
+
+
+@pytest.mark.slow  # builds with TVM
+def test_the_fully_masked_row_chain_folds_into_the_softmax_kernel():
+    import tvm
+    from tvm import relax
+
+    from core.tvm.target import host_target
+
+    ids = torch.arange(0, 128).reshape(1, 128)
+    mask = torch.ones(1, 128, dtype=torch.int64)
+    mod = to_relax(export_model(MaskedSoftmax(), {"input_ids": ids, "attention_mask": mask}))
+    assert "R.logical_not" in mod.script() and "R.max(" in mod.script()
+    rewritten = fast_math_pass()(mod)
+    script = rewritten.script()
+    assert "R.logical_not" not in script and "R.max(" not in script  # the chain is gone; the kernel zeroes the row
+    executable = tvm.compile(rewritten, host_target(2))
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(ids.numpy()), tvm.runtime.tensor(mask.numpy()))
+    out = (out if hasattr(out, "numpy") else out[0]).numpy()
+    expected = MaskedSoftmax()(ids, mask).numpy()
+    assert np.all(out[0, :, 2, :] == 0.0) and not np.isnan(out).any()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
