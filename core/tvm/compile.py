@@ -39,8 +39,10 @@ REPORT_FILE = "report.json"
 ARTIFACT_KIND = "tvm-library"
 BUILD_LIBRARIES = ("apache-tvm", "apache-tvm-ffi", "torch", "transformers")
 # Bump when kernels or schedules change, so old libraries are not reused.
-SCHEDULE_VERSION = 16  # 16: masked-row chain folded into softmax; 15: batch matmul 8x32 tiles; 14: hand-written softmax + layer norm, faster quantisation, AMX
-INT8_VERSION = 3  # bump when the int8 kernels or quantisation change (int8 libraries only); 3: AMX dense + sparse
+# 16: masked-row chain folded into softmax; 15: batch matmul 8x32 tiles; 14: hand-written softmax + layer norm,
+# faster quantisation, AMX; 13: dense kernels parallel panel-major; 12: power(x, 2|3|4) as multiplications
+SCHEDULE_VERSION = 16
+INT8_VERSION = 3  # bump when the int8 kernels or quantisation change (int8 libraries only); 3: AMX dense, sparse
 
 
 
