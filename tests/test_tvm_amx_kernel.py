@@ -47,12 +47,15 @@ def test_refuses_blocks_it_cannot_take():
     assert not amx_bsr_kernel.supported_block((8, 4)) and amx_bsr_kernel.supported_block((32, 4))
 
 
-def test_amx_choice_follows_the_environment(monkeypatch):
+def test_amx_choice_follows_the_environment_and_never_outruns_the_cpu(monkeypatch):
+    available = amx_bsr_kernel.cpu_has_amx() and amx_bsr_kernel.enable_amx()
     monkeypatch.setenv(amx_bsr_kernel.AMX_ENV, "0")
-    assert not amx_bsr_kernel.use_amx()
-    assert amx_bsr_kernel.use_amx(True)
+    assert not amx_bsr_kernel.use_amx() and not amx_bsr_kernel.applies((16, 4))
+    assert amx_bsr_kernel.use_amx(True) == available  # an explicit choice beats the variable
     monkeypatch.delenv(amx_bsr_kernel.AMX_ENV)
-    assert amx_bsr_kernel.use_amx() == (amx_bsr_kernel.cpu_has_amx() and amx_bsr_kernel.enable_amx())
+    assert amx_bsr_kernel.use_amx() == available and not amx_bsr_kernel.use_amx(False)
+    monkeypatch.setattr(amx_bsr_kernel, "cpu_has_amx", lambda: False)  # a CPU without AMX: asked or not
+    assert not amx_bsr_kernel.use_amx(True) and not amx_bsr_kernel.dense_applies(768, 768, True)
 
 
 @AMX

@@ -51,20 +51,19 @@ _XFEATURE_XTILEDATA = 18
 
 
 def cpu_has_amx() -> bool:
-    """The host CPU reports ``amx_int8`` and ``amx_tile`` (or at least amx_int8; /proc/cpuinfo flags)."""
+    """The host CPU reports ``amx_int8`` (/proc/cpuinfo flags, ``core.environment``)."""
     from core.environment import cpu_info
 
     return cpu_info().has("amx_int8")
 
 
 def use_amx(amx: bool | None = None) -> bool:
-    """An explicit choice, else ``SPARSELAB_INT8_AMX``, else the host's CPU flags (and Linux granting tiles)."""
-    if amx is not None:
-        return amx
-    forced = os.environ.get(AMX_ENV)
-    if forced is not None and forced.strip() != "":
-        if forced.strip().lower() in ("0", "false", "no", "off"):
-            return False
+    """Whether to emit AMX kernels: never when ``amx`` is False or ``SPARSELAB_INT8_AMX`` is 0/false/no/off;
+    otherwise when the CPU has AMX and Linux grants this process the tile state. Asking for AMX on a CPU
+    without it gives the VNNI kernels, not a SIGILL."""
+    forced = os.environ.get(AMX_ENV, "").strip().lower()
+    if amx is False or (amx is None and forced in ("0", "false", "no", "off")):
+        return False
     return cpu_has_amx() and enable_amx()
 
 
