@@ -23,10 +23,10 @@ DEFAULTS = TvmRequest()
 st.title("Compile")
 st.markdown("The TVM *deploy_sparse* idea rebuilt for TVM 0.27 (Relax, no Relay, no sparse ops): the model is "
             "exported with `torch.export`, imported into Relax, every Linear whose weight is sparse enough "
-            "becomes a hand-scheduled Block Sparse Row kernel (fp32, or int8 on VNNI), the rest gets real CPU "
-            "schedules, and the library is cached. It is timed against what you would run instead: PyTorch eager, "
-            "ONNX Runtime and OpenVINO, fp32 and int8, each in a process of its own, in interleaved rounds on the "
-            "same threads; the headline is against the fastest of them.")
+            "becomes a hand-scheduled Block Sparse Row kernel (fp32, or int8 on VNNI or AMX tiles), the rest gets "
+            "real CPU schedules, and the library is cached. It is timed against what you would run instead: "
+            "PyTorch eager, ONNX Runtime and OpenVINO, fp32 and int8, each in a process of its own, in interleaved "
+            "rounds on the same threads; the headline is against the fastest of them.")
 
 with st.form("tvm"):
     cols = st.columns(3)
@@ -54,7 +54,7 @@ with st.form("tvm"):
     precision = cols[3].radio("Precision", PRECISIONS, horizontal=True, key="tvm-precision",
                               index=url_index("precision", PRECISIONS, "fp32"),
                               help="int8: int8 weights (per output channel) x dynamically quantized activations, "
-                                   "VNNI kernels; pick an x4 block for the sparse build")
+                                   "VNNI or AMX kernels; pick an x4 block for the sparse build")
     cols = st.columns([3, 1])
     peers = cols[0].multiselect("Dense engines to beat", PEERS, default=PEERS, key="tvm-peers",
                                 help="PyTorch eager is always timed. OpenVINO default runs bf16 on this CPU.")

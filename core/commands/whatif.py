@@ -4,7 +4,7 @@ Built from cached measurements: each Linear shape's BSR and dense kernel timed
 at a sparsity grid, plus the measured rest of the model, scaled to the host's
 speed now by a reference kernel; the dense peers (ONNX Runtime, OpenVINO,
 PyTorch) are measured once per model and shape for comparison. --precision int8
-estimates the int8 VNNI kernels (blocks 16x4, 4x4, 1x4). --check SPARSITY:BLOCK
+estimates the int8 kernels (VNNI; AMX tiles for 16x4 where the CPU has them). --check SPARSITY:BLOCK
 compiles that one point whole and records estimate vs measured in the run store.
 """
 
@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
                              f"{','.join(format_block(b) for b in DEFAULT_BLOCKS_BY_PRECISION['fp32'])}; int8: "
                              f"{','.join(format_block(b) for b in DEFAULT_BLOCKS_BY_PRECISION['int8'])})")
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
-                        help="int8: int8 weights x dynamically quantised activations (VNNI kernels)")
+                        help="int8: int8 weights x dynamically quantised activations (VNNI / AMX kernels)")
     parser.add_argument("--peers", default="all",
                         help="dense engines to compare with, comma-separated, 'all' or 'none' "
                              "(measured once per model, shape and threads, then cached)")
