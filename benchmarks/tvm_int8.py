@@ -92,11 +92,10 @@ def _kernel_cases(n, k, target):
             _compile(int8_dense_kernel.dense_int8_matmul(TOKENS, k, n, schedule), target),
             tensors(xp, x_scale, packed.packed, packed.scale, packed.correction, np.zeros((TOKENS, n), "f4")))
     if amx_bsr_kernel.use_amx():
-        qweight, w_scale = quantize.quantize_weight(weight)
+        tiles = amx_bsr_kernel.prepare_dense(weight)
         cases["int8 dense AMX"] = (
             _compile(amx_bsr_kernel.amx_dense_matmul(TOKENS, k, n), target),
-            tensors(xp, x_scale, amx_bsr_kernel.pack_dense(qweight), w_scale, quantize.column_correction(qweight),
-                    np.zeros((TOKENS, n), "f4")))
+            tensors(xp, x_scale, tiles.packed, tiles.scale, tiles.correction, np.zeros((TOKENS, n), "f4")))
     for block in ((16, 4), (4, 4), (1, 4)):
         sparse = int8_bsr_kernel.to_int8_bsr(_random_block_sparse((n, k), SPARSITY, block), block)
         shape = int8_bsr_kernel.Int8BsrShape(TOKENS, k, n, block)

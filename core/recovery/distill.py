@@ -231,8 +231,10 @@ def train(request: RecoveryRequest, student, teacher, tokenizer, checkpoint: Pat
                                   weight_decay=0.0)
     budget = request.minutes * 60.0
 
+    bf16 = request.uses_bf16  # read the CPU once, not twice per step
+
     def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=request.uses_bf16)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
     state = load_checkpoint(checkpoint) if checkpoint is not None and request.resume else None
     if state is not None:

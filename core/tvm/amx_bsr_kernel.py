@@ -37,8 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.tvm import quantize
 from core.tvm.int8_bsr_kernel import Int8Bsr
-from core.tvm.int8_dense_kernel import LANES
+from core.tvm.int8_dense_kernel import LANES, PackedInt8Weight
 
 AMX_ENV = "SPARSELAB_INT8_AMX"  # "0" keeps the VNNI kernels on an AMX CPU (comparisons, tests)
 TILE_ROWS = 16  # output features per tile (block rows are cut into 16-row slices)
@@ -132,12 +133,6 @@ class AmxBsr:
     def chunks(self) -> int:
         return int(self.chunk_ptr[-1])
 
-    @property
-    def padding(self) -> float:
-        """Share of the packed slots that are zero padding (what the tiles multiply for nothing)."""
-        stored = int((np.abs(self.apack).reshape(-1, TILE_ROWS, CHUNK, 4).sum(axis=(1, 3)) > 0).sum())
-        return 1.0 - stored / max(1, self.chunks * CHUNK)
-
 
 def pack(sparse: Int8Bsr) -> AmxBsr:
     """Repack an ``Int8Bsr`` (``data[nnz, rows, 4]``) into 16 x 64 weight tiles per 16-row slice."""
@@ -196,6 +191,12 @@ def pack_dense(qweight: np.ndarray) -> np.ndarray:
     n, k = qweight.shape
     tiles = qweight.reshape(n // TILE_ROWS, TILE_ROWS, k // (CHUNK * 4), CHUNK * 4).transpose(0, 2, 1, 3)
     return np.ascontiguousarray(tiles.reshape(-1, TILE_ROWS, CHUNK * 4)).astype(np.int8)
+
+
+def prepare_dense(weight: np.ndarray) -> PackedInt8Weight:
+    """A float weight quantised per row (as ``int8_dense_kernel.prepare_weight``) and packed for the AMX kernel."""
+    qweight, scale = quantize.quantize_weight(weight)
+    return PackedInt8Weight(pack_dense(qweight), scale, quantize.column_correction(qweight))
 
 
 def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool):

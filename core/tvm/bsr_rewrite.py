@@ -229,9 +229,9 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             xp, scale, tokens = self.quantized(x2, m, k)
             if amx_bsr_kernel.dense_applies(k, n, options.amx_choice):
                 gv = self.kernel(("dense_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_dense_matmul(tokens, k, n))
-                qweight, w_scale = quantize.quantize_weight(weight)
-                args = [xp, scale, relax.const(amx_bsr_kernel.pack_dense(qweight)), relax.const(w_scale),
-                        relax.const(quantize.column_correction(qweight))]
+                packed = amx_bsr_kernel.prepare_dense(weight)
+                args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale),
+                        relax.const(packed.correction)]
                 y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
                 return self.sliced(y, tokens, m), amx_bsr_kernel.dense_schedule(tokens).label
             schedule = int8_dense_kernel.default_schedule(tokens, n, options.vnni)

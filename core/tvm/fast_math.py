@@ -55,35 +55,34 @@ def fast_math_pass():
     class GeluRewriter(PyExprMutator):
         kernels: dict = {}
 
+        def rowwise(self, key, make, name, call, extra=()):
+            """``call``'s first argument as ``[rows, n]`` through the kernel ``make()`` (one per ``key``),
+            reshaped back to the call's shape."""
+            rows, n, shape = _rows_of(call)
+            if key not in self.kernels:
+                self.kernels[key] = self.builder_.add_func(make(), name)
+            x2 = self.builder_.emit(relax.op.reshape(call.args[0], (rows, n)))
+            y2 = self.builder_.emit(relax.call_tir(self.kernels[key], [x2, *extra],
+                                                   relax.TensorType((rows, n), "float32")))
+            return relax.op.reshape(y2, shape)
+
         def softmax(self, call):
             """``nn.softmax`` over the last axis of a static float32 shape -> the hand-written kernel, or None."""
             if _softmax_shape(call) is None:
                 return None
             rows, n = _softmax_shape(call)
-            shape = [int(d) for d in call.ty.shape]
-            if (rows, n) not in self.kernels:
-                self.kernels[(rows, n)] = self.builder_.add_func(softmax_kernel(rows, n), f"softmax_{rows}_{n}")
-            x2 = self.builder_.emit(relax.op.reshape(call.args[0], (rows, n)))
-            y2 = self.builder_.emit(relax.call_tir(self.kernels[(rows, n)], [x2],
-                                                   relax.TensorType((rows, n), "float32")))
-            return relax.op.reshape(y2, shape)
+            return self.rowwise(("softmax", rows, n), lambda: softmax_kernel(rows, n), f"softmax_{rows}_{n}", call)
 
         def layer_norm(self, call):
             """``nn.layer_norm`` over the last axis of a static float32 shape -> ``layer_norm_kernel``, or None."""
-            shape = [int(d) if isinstance(d, tvm.tirx.IntImm) else None for d in call.ty.shape]
             axes = [int(a) for a in call.attrs.axes]
-            if None in shape or not shape or axes not in ([-1], [len(shape) - 1]) or shape[-1] % SOFTMAX_LANES \
+            if _rows_of(call) is None or axes not in ([-1], [len(call.ty.shape) - 1]) \
                     or not (call.attrs.center and call.attrs.scale):
                 return None
-            n, rows, epsilon = shape[-1], math.prod(shape[:-1]), float(call.attrs.epsilon)
-            key = ("layer_norm", rows, n, epsilon)
-            if key not in self.kernels:
-                self.kernels[key] = self.builder_.add_func(layer_norm_kernel(rows, n, epsilon),
-                                                           f"layer_norm_{rows}_{n}")
-            x2 = self.builder_.emit(relax.op.reshape(call.args[0], (rows, n)))
-            y2 = self.builder_.emit(relax.call_tir(self.kernels[key], [x2, call.args[1], call.args[2]],
-                                                   relax.TensorType((rows, n), "float32")))
-            return relax.op.reshape(y2, shape)
+            rows, n, _ = _rows_of(call)
+            epsilon = float(call.attrs.epsilon)
+            return self.rowwise(("layer_norm", rows, n, epsilon), lambda: layer_norm_kernel(rows, n, epsilon),
+                                f"layer_norm_{rows}_{n}", call, (call.args[1], call.args[2]))
 
         def visit_call_(self, call):
             call = super().visit_call_(call)
@@ -160,17 +159,25 @@ def _is_scalar(expr, value: float) -> bool:
     return array.size == 1 and float(array.reshape(())) == value
 
 
-def _softmax_shape(call) -> tuple[int, int] | None:
-    """(rows, n) when ``softmax_kernel`` takes this ``nn.softmax`` call: static float32, last axis, n % 16 == 0."""
+def _rows_of(call) -> tuple[int, int, list[int]] | None:
+    """(rows, n, shape) of a call's static float32 result whose last axis is a multiple of 16, else None: what
+    the row-wise kernels here take (every axis but the last flattened into rows)."""
     import tvm
 
     if str(getattr(call.ty, "dtype", "")) != "float32":
         return None
     shape = [int(d) if isinstance(d, tvm.tirx.IntImm) else None for d in call.ty.shape]
-    axis = int(call.attrs.axis)
-    if None in shape or not shape or axis not in (-1, len(shape) - 1) or shape[-1] % SOFTMAX_LANES:
+    if None in shape or not shape or shape[-1] % SOFTMAX_LANES:
         return None
-    return math.prod(shape[:-1]), shape[-1]
+    return math.prod(shape[:-1]), shape[-1], shape
+
+
+def _softmax_shape(call) -> tuple[int, int] | None:
+    """(rows, n) when ``softmax_kernel`` takes this ``nn.softmax`` call: static float32, last axis, n % 16 == 0."""
+    rows = _rows_of(call)
+    if rows is None or int(call.attrs.axis) not in (-1, len(rows[2]) - 1):
+        return None
+    return rows[0], rows[1]
 
 
 def _fast_exp(x):

@@ -392,18 +392,16 @@ def _int8_bsr_calls(tokens: int, layer: tuple[int, int], block: tuple[int, int],
 
 
 def _int8_dense_call(tokens: int, layer: tuple[int, int], schedule, threads: int) -> _Call:
-    from core.tvm import amx_bsr_kernel, int8_dense_kernel, quantize
+    from core.tvm import amx_bsr_kernel, int8_dense_kernel
 
     n, k = layer
-    packed = int8_dense_kernel.prepare_weight(_random((n, k), 1))
     if isinstance(schedule, amx_bsr_kernel.AmxSchedule):
         kernel = _compile(amx_bsr_kernel.amx_dense_matmul(tokens, k, n), threads)
-        qweight, _ = quantize.quantize_weight(_random((n, k), 1))
-        tiles = amx_bsr_kernel.pack_dense(qweight)
+        packed = amx_bsr_kernel.prepare_dense(_random((n, k), 1))
     else:
         kernel = _compile(int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule), threads)
-        tiles = packed.packed
+        packed = int8_dense_kernel.prepare_weight(_random((n, k), 1))
     xp = np.random.default_rng(0).integers(0, 256, (k // 4, tokens, 4), dtype=np.uint8)
-    x, scale, weight, w_scale, corr, out = _tensors(xp, np.ones((1,), np.float32), tiles, packed.scale,
+    x, scale, weight, w_scale, corr, out = _tensors(xp, np.ones((1,), np.float32), packed.packed, packed.scale,
                                                     packed.correction, np.zeros((tokens, n), np.float32))
     return _Call(lambda: kernel(x, scale, weight, w_scale, corr, out), n * k)
