@@ -30,6 +30,8 @@ from core.jobs import JobRunner, default_runner  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 TOLERANCE = 0.15
+# every session's Compile job times the same dense model: how far these differ within one pass is the host's noise
+SAME_IN_EVERY_SESSION = ("torch_dense_ms", "tvm_dense_ms")
 LATENCIES = {"tvm": ("torch_dense_ms", "tvm_dense_ms", "tvm_sparse_ms"), "whatif_check": ("measured_ms",)}
 
 
@@ -92,10 +94,15 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     worst = {"median": 0.0, "quiet": 0.0}
     within = {"median": 0, "quiet": 0}
+    repeated = {}  # (pass, latency) -> the medians of a measurement every session makes alike
     for job, (_, _, name, params) in zip(together, submitted):
         if job.status != "done":
             continue
         alone = alone_runner.wait(alone_runner.submit(name, params), timeout_s=7200)
+        if name == "tvm" and alone.status == "done":
+            for key in SAME_IN_EVERY_SESSION:
+                repeated.setdefault(("queue", key), []).append(statistics_of(job.result, key)["median"])
+                repeated.setdefault(("alone", key), []).append(statistics_of(alone.result, key)["median"])
         for key in LATENCIES[name]:
             queued, solo = statistics_of(job.result, key), statistics_of(alone.result, key)
             cells = []
@@ -110,6 +117,9 @@ def main() -> None:
         print(f"\n{statistic} of the timed runs: {within[statistic]}/{count} within {TOLERANCE:.0%}, "
               f"worst deviation {worst[statistic]:.1%}", end="")
     print()
+    for (where, key), values in repeated.items():  # the host's own noise: the same measurement, one pass
+        print(f"the same measurement in every session, {where} pass: {key} {min(values):.1f}-{max(values):.1f} ms "
+              f"(max/min {max(values) / min(values):.3f})")
     host.append(host_reference_ms(args.threads))
     print("host speed, What-if's reference kernel: " + " -> ".join(f"{ms:.3f} ms" for ms in host)
           + " (before the queue, between the passes, at the end)")

@@ -58,6 +58,8 @@ def main(argv=None) -> int:
                         help="auto: bf16 autocast where the CPU multiplies bf16 natively (AMX, AVX-512 BF16)")
     parser.add_argument("--batch", type=int, default=defaults.batch)
     parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
+    parser.add_argument("--attention-weight", type=float, default=defaults.attention_weight,
+                        help="weight of the self-attention maps' KL divergence in the loss (0: off)")
     parser.add_argument("--calibration", type=int, default=defaults.calibration,
                         help="sparsegpt calibration sentences")
     parser.add_argument("--only", help="comma-separated row labels (e.g. '90%% unstructured')")
@@ -73,7 +75,8 @@ def main(argv=None) -> int:
     for label in labels:
         params = {"model": "minilm", "method": args.method, "minutes": args.minutes, "lr": args.lr,
                   "corpus_name": args.text, "precision": args.precision,
-                  "batch": args.batch, "seq_len": args.seq_len, "calibration": args.calibration, **ROWS[label]}
+                  "batch": args.batch, "seq_len": args.seq_len, "calibration": args.calibration,
+                  "attention_weight": args.attention_weight, **ROWS[label]}
         started = time.perf_counter()
         magnitude = one_shot_magnitude(ROWS[label])
         result = recover_job(params, lambda f, m, label=label: print(f"[{label}] {f:.2f} {m}", file=sys.stderr,
@@ -96,7 +99,8 @@ def table(rows: list[dict], args) -> str:
 
     bf16 = RecoveryRequest(precision=args.precision).uses_bf16
     lines = [f"MiniLM, start: one-shot {args.method}, text {args.text}, lr {args.lr:g}, batch {args.batch}, "
-             f"seq_len {args.seq_len}, {'bf16 autocast' if bf16 else 'fp32'}, "
+             f"seq_len {args.seq_len}, attention KL weight {args.attention_weight:g}, "
+             f"{'bf16 autocast' if bf16 else 'fp32'}, "
              f"budget {args.minutes:g} min per row; mean cos / min cos / retrieval vs dense (72 pairs)", "",
              f"| setting | one-shot magnitude | one-shot {args.method} | recovered | steps | train min | "
              "wall min | target |", "|---|---|---|---|---|---|---|---|"]

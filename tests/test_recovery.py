@@ -1,6 +1,7 @@
 """Recovery by distillation (core/recovery) on bert-tiny: schedule, masks held, loss, resume, cancel, refusals."""
 
 import json
+import math
 
 import pytest
 
@@ -68,6 +69,7 @@ def test_schedule_refuses_falling_or_bad_values():
     ({"block": "axb"}, "Block shape"),
     ({"method": "nonsense"}, "Unknown pruning method"),
     ({"cosine_weight": 0, "hidden_weight": 0}, "not all zero"),
+    ({"attention_weight": -1.0}, "non-negative"),
     ({"seq_len": 2}, "too short"),
     ({"lr": 0}, "Learning rate"),
     ({"colour": "red"}, "Unknown recovery option"),
@@ -165,40 +167,60 @@ def test_masks_hold_through_training(tiny_model, tiny_tokenizer, block):
             assert float(zero_blocks.float().mean()) == pytest.approx(0.8, abs=0.02)  # whole blocks are zero
 
 
-@pytest.mark.slow  # trains
-def test_loss_decreases_on_a_tiny_corpus(tiny_model, tiny_tokenizer):
+def test_attention_kl_is_the_mean_kl_of_real_query_rows_over_real_keys():
+    import torch
+
+    teacher = torch.tensor([[[[0.5, 0.5, 0.0], [0.25, 0.75, 0.0], [0.3, 0.3, 0.4]]]])  # batch 1, head 1, 3 x 3
+    student = torch.tensor([[[[0.25, 0.75, 0.0], [0.25, 0.75, 0.0], [0.9, 0.05, 0.05]]]])
+    mask = torch.tensor([[1, 1, 0]])  # the third token is padding: its row and its key column do not count
+    assert float(distill.attention_kl([teacher], [teacher], mask)) == 0.0
+    first = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)  # row 2 matches: KL 0
+    assert float(distill.attention_kl([student], [teacher], mask)) == pytest.approx(first / 2, rel=1e-6)
+    # two layers average: a matching layer halves it
+    assert float(distill.attention_kl([student, teacher], [teacher, teacher], mask)) == pytest.approx(first / 4,
+                                                                                                       rel=1e-6)
+
+
+def _train_2_4(model, tokenizer, steps: int, **changes):
+    """Prune ``model`` to 2:4 and distil it from a copy of itself for ``steps`` steps: (request, its losses)."""
     import copy
 
-    request = _request(mn="2:4", steps=40, lr=2e-3, augment=0.0, texts=corpus_sentences(32), batch=16)
-    teacher = copy.deepcopy(tiny_model)
     from core.pruning.apply import prune_model
 
-    prune_model(tiny_model, request.prune_config())
-    result = train(request, tiny_model, teacher, tiny_tokenizer)
-    losses = [loss for _, loss in result.losses]
+    request = _request(mn="2:4", steps=steps, lr=2e-3, augment=0.0, texts=corpus_sentences(32), batch=16, **changes)
+    teacher = copy.deepcopy(model)
+    prune_model(model, request.prune_config())
+    result = train(request, model, teacher, tokenizer)
+    return request, [loss for _, loss in result.losses]
+
+
+def _zero_share(model, request) -> float:
+    layers = _layers(model, request)
+    return sum(int((m.weight == 0).sum()) for m in layers.values()) / sum(m.weight.numel() for m in layers.values())
+
+
+@pytest.mark.slow  # trains
+def test_loss_decreases_on_a_tiny_corpus(tiny_model, tiny_tokenizer):
+    _, losses = _train_2_4(tiny_model, tiny_tokenizer, 40)
     assert len(losses) == 40
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
 @pytest.mark.slow  # trains
 def test_bf16_autocast_trains_and_holds_masks(tiny_model, tiny_tokenizer):
-    import copy
-
     import torch
 
-    request = _request(mn="2:4", steps=30, lr=2e-3, augment=0.0, texts=corpus_sentences(32), batch=16,
-                       precision="bf16")
-    teacher = copy.deepcopy(tiny_model)
-    from core.pruning.apply import prune_model
-
-    prune_model(tiny_model, request.prune_config())
-    result = train(request, tiny_model, teacher, tiny_tokenizer)
-    losses = [loss for _, loss in result.losses]
+    request, losses = _train_2_4(tiny_model, tiny_tokenizer, 30, precision="bf16")
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
-    layers = _layers(tiny_model, request)
-    assert all(module.weight.dtype == torch.float32 for module in layers.values())  # master weights stay fp32
-    zeros = sum(int((m.weight == 0).sum()) for m in layers.values())
-    assert zeros / sum(m.weight.numel() for m in layers.values()) == pytest.approx(0.5, abs=0.01)
+    assert all(module.weight.dtype == torch.float32 for module in _layers(tiny_model, request).values())  # master
+    assert _zero_share(tiny_model, request) == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.slow  # trains
+def test_attention_distillation_trains_and_holds_masks(tiny_model, tiny_tokenizer):
+    request, losses = _train_2_4(tiny_model, tiny_tokenizer, 20, attention_weight=1.0)
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    assert _zero_share(tiny_model, request) == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.slow  # trains

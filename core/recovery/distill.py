@@ -9,7 +9,8 @@ weight stays exactly zero.
 Loss: ``cosine_weight * (1 - cos(student embedding, teacher embedding))`` on the mean-pooled, normalised
 embeddings ``core.fidelity`` scores, plus ``hidden_weight *`` the mean over layers of each hidden state's MSE
 (real tokens only) divided by the teacher's mean square there, plus ``relation_weight *`` the MSE of the
-in-batch similarity matrices. AdamW, linear warmup, cosine decay to 10% of the peak rate.
+in-batch similarity matrices, plus ``attention_weight *`` the KL divergence of the self-attention maps.
+AdamW, linear warmup, cosine decay to 10% of the peak rate.
 
 The run stops at the time budget (or at ``steps``). A checkpoint (student, optimizer, step, masks, schedule,
 time spent) is written every ``CHECKPOINT_STEPS`` steps or ``CHECKPOINT_SECONDS``, in one ``os.replace`` of a
@@ -149,7 +150,25 @@ def distill_loss(student_out, teacher_out, attention_mask, request: RecoveryRequ
         relation = (s_emb @ s_emb.T - t_emb @ t_emb.T).pow(2).mean()
         loss = loss + request.relation_weight * relation
         parts["relation"] = float(relation.detach())
+    if request.attention_weight:
+        attention = attention_kl(student_out.attentions, teacher_out.attentions, attention_mask)
+        loss = loss + request.attention_weight * attention
+        parts["attention"] = float(attention.detach())
     return loss, parts
+
+
+def attention_kl(student_maps, teacher_maps, attention_mask):
+    """Mean over layers, heads and real query tokens of KL(teacher row || student row) of the attention
+    distributions ([batch, heads, query, key] each; padded keys hold ~0 in both, and are left out)."""
+    real = attention_mask.bool()  # [batch, tokens]
+    keys = real[:, None, None, :]
+    terms = []
+    for s, t in zip(student_maps, teacher_maps):
+        s, t = s.float(), t.float()
+        kl = (t * (t.clamp(min=1e-8).log() - s.clamp(min=1e-8).log())).masked_fill(~keys, 0.0).sum(dim=-1)
+        rows = real[:, None, :].expand_as(kl)  # [batch, heads, query]
+        terms.append(kl[rows].mean())
+    return sum(terms) / len(terms)
 
 
 def learning_rate(request: RecoveryRequest, step: int, total_steps: int) -> float:
@@ -278,10 +297,11 @@ def train(request: RecoveryRequest, student, teacher, tokenizer, checkpoint: Pat
         for group in optimizer.param_groups:
             group["lr"] = (learning_rate(request, step, total_steps) if total_steps
                            else request.lr * (step + 1) / (10 * PROBE_STEPS))  # probing: a gentle start
+        maps = bool(request.attention_weight)
         with torch.no_grad(), autocast():
-            teacher_out = teacher(**inputs, output_hidden_states=True)
+            teacher_out = teacher(**inputs, output_hidden_states=True, output_attentions=maps)
         with autocast():
-            student_out = student(**inputs, output_hidden_states=True)
+            student_out = student(**inputs, output_hidden_states=True, output_attentions=maps)
         loss, _parts = distill_loss(student_out, teacher_out, inputs["attention_mask"], request)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
