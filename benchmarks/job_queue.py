@@ -99,12 +99,11 @@ def main() -> None:
         if job.status != "done":
             continue
         alone = alone_runner.wait(alone_runner.submit(name, params), timeout_s=7200)
-        if name == "tvm" and alone.status == "done":
-            for key in SAME_IN_EVERY_SESSION:
-                repeated.setdefault(("queue", key), []).append(statistics_of(job.result, key)["median"])
-                repeated.setdefault(("alone", key), []).append(statistics_of(alone.result, key)["median"])
         for key in LATENCIES[name]:
             queued, solo = statistics_of(job.result, key), statistics_of(alone.result, key)
+            if key in SAME_IN_EVERY_SESSION:
+                repeated.setdefault(("queue", key), []).append(queued["median"])
+                repeated.setdefault(("alone", key), []).append(solo["median"])
             cells = []
             for statistic in ("median", "quiet"):
                 text, ratio = cell(queued[statistic], solo[statistic])

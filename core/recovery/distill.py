@@ -251,6 +251,7 @@ def train(request: RecoveryRequest, student, teacher, tokenizer, checkpoint: Pat
     budget = request.minutes * 60.0
 
     bf16 = request.uses_bf16  # read the CPU once, not twice per step
+    maps = bool(request.attention_weight)  # attention maps only when the loss uses them (eager attention)
 
     def autocast():
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
@@ -297,7 +298,6 @@ def train(request: RecoveryRequest, student, teacher, tokenizer, checkpoint: Pat
         for group in optimizer.param_groups:
             group["lr"] = (learning_rate(request, step, total_steps) if total_steps
                            else request.lr * (step + 1) / (10 * PROBE_STEPS))  # probing: a gentle start
-        maps = bool(request.attention_weight)
         with torch.no_grad(), autocast():
             teacher_out = teacher(**inputs, output_hidden_states=True, output_attentions=maps)
         with autocast():
