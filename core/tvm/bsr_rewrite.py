@@ -29,6 +29,7 @@ from core.tvm import (
     bsr_format,
     bsr_kernel,
     dense_kernel,
+    epilogue,
     int8_bsr_kernel,
     int8_dense_kernel,
     quantize,
@@ -53,6 +54,7 @@ class RewriteOptions:
     precision: str = "fp32"  # "int8": dynamic u8 activations x per-row int8 weights (core.tvm.quantize)
     vnni: bool | None = None  # int8 only: None = the host's CPU flags / SPARSELAB_INT8_VNNI
     amx: bool | None = None  # int8 BSR with 16*k x 4 blocks on AMX tiles: None = the CPU flags / SPARSELAB_INT8_AMX
+    epilogues: bool = True  # bias, GELU, residual folded into the dense kernels' stores (core.tvm.epilogue)
 
     @property
     def amx_choice(self) -> bool | None:
@@ -121,6 +123,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
         def __init__(self, module):
             super().__init__(module)
             self.kernels = {}
+            self.fusable = {}  # kernel name -> epilogue.Fusable
 
         def kernel(self, key, build):
             if key not in self.kernels:
@@ -189,6 +192,8 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             schedule = dense_kernel.default_schedule(m, n)
             gv = self.kernel(("dense", m, k, n, schedule.lanes, schedule.tile),
                              lambda: dense_kernel.dense_matmul(m, k, n, schedule))
+            self.fusable[gv.name_hint] = epilogue.Fusable(
+                lambda chosen: dense_kernel.dense_matmul(m, k, n, schedule, chosen), (m, n))
             args = [x2, relax.const(dense_kernel.pack_weight(weight, schedule.lanes))]
             return self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((m, n), "float32"))), schedule.label
 
@@ -272,4 +277,6 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
     new_mod = rewriter.builder_.get()
     new_mod = relax.transform.EliminateCommonSubexpr()(new_mod)  # one X^T per shared input (Q, K, V)
+    if options.epilogues:
+        new_mod = epilogue.fuse_epilogues(new_mod, rewriter.fusable)
     return relax.transform.DeadCodeElimination()(new_mod), reports

@@ -39,10 +39,12 @@ REPORT_FILE = "report.json"
 ARTIFACT_KIND = "tvm-library"
 BUILD_LIBRARIES = ("apache-tvm", "apache-tvm-ffi", "torch", "transformers")
 # Bump when kernels or schedules change, so old libraries are not reused.
-# 16: masked-row chain folded into softmax; 15: batch matmul 8x32 tiles; 14: hand-written softmax + layer norm,
-# faster quantisation, AMX; 13: dense kernels parallel panel-major; 12: power(x, 2|3|4) as multiplications
-SCHEDULE_VERSION = 16
-INT8_VERSION = 3  # bump when the int8 kernels or quantisation change (int8 libraries only); 3: AMX dense, sparse
+# 17: bias, GELU, residual in the dense kernel's store (epilogue.py); 16: masked-row chain folded into softmax;
+# 15: batch matmul 8x32 tiles; 14: hand-written softmax + layer norm, faster quantisation, AMX; 13: dense kernels
+# parallel panel-major; 12: power(x, 2|3|4) as multiplications
+SCHEDULE_VERSION = 17
+INT8_VERSION = 4  # bump when the int8 kernels or quantisation change (int8 libraries only); 4: dense 8x32 tiles;
+# 3: AMX dense, sparse
 
 
 
@@ -59,6 +61,7 @@ class CompileOptions:
                 "block": list(block) if block else None, "threshold": self.rewrite.threshold,
                 "schedules": sorted(f"{k}={v.label}" for k, v in self.rewrite.schedules.items()),
                 "target": target_description(self.threads), "schedule_version": SCHEDULE_VERSION,
+                "epilogues": self.rewrite.epilogues,
                 # fp32 keys stay as before this field existed, so cached fp32 libraries remain valid
                 **({} if self.rewrite.precision == "fp32" else
                    {"precision": self.rewrite.precision, "int8_vnni": use_vnni(self.rewrite.vnni),

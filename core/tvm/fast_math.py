@@ -31,15 +31,18 @@ import math
 SOFTMAX_LANES = 16
 
 
+def gelu(x):
+    """GELU of the te tensor ``x`` in the erf form, with TOPI's fast (polynomial, vectorisable) erf."""
+    from tvm import topi
+
+    return topi.multiply(topi.multiply(x, 0.5), topi.add(topi.fast_erf(topi.multiply(x, 1.0 / math.sqrt(2.0))), 1.0))
+
+
 def fast_math_pass():
     """GELU -> fast erf, then TVM's FastMathTransform; run before legalization."""
     import tvm
-    from tvm import relax, topi
+    from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
-
-    def gelu(x):
-        return topi.multiply(topi.multiply(x, 0.5),
-                             topi.add(topi.fast_erf(topi.multiply(x, 1.0 / math.sqrt(2.0))), 1.0))
 
     def whole_exponent(expr) -> int | None:
         """The exponent of ``power(x, c)`` when ``c`` is a scalar constant 2, 3 or 4."""
