@@ -70,6 +70,14 @@ def test_every_bert_linear_takes_its_bias_gelu_and_residual(tiny_model):
                 and not gv.name_hint.endswith(("_bias", "_gelu", "_residual"))]
 
 
+def test_int8_dense_kernels_take_bias_and_residual_and_leave_gelu(tiny_model):
+    layers = tiny_model.config.num_hidden_layers
+    mod, calls = _fused_calls(tiny_model, RewriteOptions(block=None, precision="int8", amx=False))
+    # the FFN's first Linear folds its bias; its GELU (no fast erf in the int8 kernel's TIR) stays a pass
+    assert calls == {"_bias": 4 * layers, "_bias_gelu": 0, "_bias_residual": 2 * layers}
+    assert mod["main"].script().count("R.nn.gelu(") == layers
+
+
 def test_epilogues_off_keeps_the_separate_passes(tiny_model):
     mod, calls = _fused_calls(tiny_model, RewriteOptions(block=None, epilogues=False))
     assert calls == {"_bias": 0, "_bias_gelu": 0, "_bias_residual": 0}

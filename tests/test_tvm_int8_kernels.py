@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from core.tvm import int8_bsr_kernel, int8_dense_kernel, quantize
+from core.tvm.epilogue import Epilogue
 from core.tvm.target import host_target
 from tests.fixtures_tvm import random_block_sparse
 
@@ -55,7 +56,7 @@ def test_activation_kernel_is_bit_exact(m, k):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("vnni", VNNI)
-@pytest.mark.parametrize("tile, panels", [(8, 1), (4, 2)])
+@pytest.mark.parametrize("tile, panels", [(8, 1), (4, 2), (8, 2)])
 def test_dense_int8_kernel(vnni, tile, panels):
     x, u8, x_scale = _activation()
     weight = np.random.default_rng(3).standard_normal((N, K)).astype(np.float32)
@@ -76,6 +77,35 @@ def test_dense_int8_kernel(vnni, tile, panels):
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-6)
     exact_float = x @ weight.T  # quantisation error only
     assert (y.numpy() * exact_float).sum() / np.linalg.norm(y.numpy()) / np.linalg.norm(exact_float) > 0.999
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vnni", VNNI)
+@pytest.mark.parametrize("epilogue", [Epilogue(bias=True), Epilogue(bias=True, residual=True)], ids=lambda e: e.suffix)
+def test_dense_int8_kernel_adds_bias_and_residual(vnni, epilogue):
+    _, u8, x_scale = _activation()
+    rng = np.random.default_rng(6)
+    weight = rng.standard_normal((N, K)).astype(np.float32)
+    bias, residual = rng.standard_normal(N).astype(np.float32), rng.standard_normal((M, N)).astype(np.float32)
+    packed = int8_dense_kernel.prepare_weight(weight)
+    schedule = int8_dense_kernel.default_schedule(M, N, vnni)
+    kernel = int8_dense_kernel.build(int8_dense_kernel.dense_int8_matmul(M, K, N, schedule, epilogue=epilogue),
+                                     host_target(2))
+    y, = _tensors(np.zeros((M, N), np.float32))
+    extra = [bias] + [residual] * epilogue.residual
+    kernel(*_tensors(quantize.pack_activation(u8, M), np.array([x_scale], np.float32), packed.packed, packed.scale,
+                     packed.correction, *extra), y)
+    qweight, w_scale = quantize.quantize_weight(weight)
+    expected = quantize.dequantize(quantize.integer_matmul(u8, qweight), x_scale, w_scale, packed.correction) + bias
+    if epilogue.residual:
+        expected = expected + residual
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("epilogue", [Epilogue(bias=True, gelu=True), Epilogue(residual=True)], ids=lambda e: e.suffix)
+def test_dense_int8_kernel_refuses_an_epilogue_it_cannot_apply(epilogue):
+    with pytest.raises(ValueError, match="bias, or a bias and a residual"):
+        int8_dense_kernel.dense_int8_matmul(M, K, N, int8_dense_kernel.default_schedule(M, N, False), epilogue=epilogue)
 
 
 @pytest.mark.slow

@@ -95,7 +95,12 @@ with st.form("recover"):
     cols = st.columns(5)
     with cols[0]:
         recover_model = model_picker("recover", default=DEFAULT_MODEL, url_param=None)
-    recover_method = cols[1].selectbox("Start from", ["magnitude", "sparsegpt"], key="recover-method")
+    recover_method = cols[1].selectbox(
+        "Start from", ["magnitude", "sparsegpt"], key="recover-method",
+        help="magnitude: zeros grow on the cubic schedule while the model learns; the better start for unstructured "
+             "zeros (MiniLM at 80%: 0.909 mean cosine after 15 minutes on 2 AMD Zen 5 cores). sparsegpt: one-shot "
+             "masks from calibration text, then held; the better start for blocks (16x1 at 80%: 0.741 against "
+             "0.716 after 3 minutes).")
     recover_sparsity = cols[2].slider("Target sparsity", 0.5, 0.95, 0.8, 0.05, key="recover-sparsity")
     recover_block = cols[3].selectbox("Zeros", ["unstructured", "16x4", "16x1", "1x4"], key="recover-block",
                                       help="Blocks keep their structure through training (16x4, 1x4: int8 kernels)")

@@ -242,6 +242,10 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             schedule = int8_dense_kernel.default_schedule(tokens, n, options.vnni)
             gv = self.kernel(("dense_int8", tokens, k, n, schedule.tile, schedule.panels, int(schedule.vnni)),
                              lambda: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule))
+            if tokens == m:  # a padded output is sliced after the kernel: no chain to fold
+                self.fusable[gv.name_hint] = epilogue.Fusable(
+                    lambda chosen: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule, epilogue=chosen),
+                    (m, n), gelu=False)
             packed = int8_dense_kernel.prepare_weight(weight)
             args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale), relax.const(packed.correction)]
             y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))

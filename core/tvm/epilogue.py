@@ -143,6 +143,8 @@ def _plan(func, fusable: dict[str, Fusable]) -> dict:
     from tvm.ir import Op
     from tvm.ir.expr import Constant
 
+    if not isinstance(func.body, relax.SeqExpr):
+        return {}
     bindings, uses, order = {}, Counter(), []
     for block in func.body.blocks:
         for binding in block.bindings:

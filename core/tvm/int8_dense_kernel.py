@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.tvm import quantize
+from core.tvm.epilogue import NONE as NO_EPILOGUE
+from core.tvm.epilogue import Epilogue
 
 VNNI_ENV = "SPARSELAB_INT8_VNNI"  # "0" forces the fallback kernels (tests, CPUs without VNNI)
 VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
@@ -123,7 +125,8 @@ def int8_macros():
       Y); otherwise they are tokens of feature ``row`` (the transposed Y^T of the ``tokens`` BSR kernels).
 
     A store dequantises when ``x_scale`` is given, ``(acc - corr) * x_scale * w_scale``, and writes the raw
-    int32 accumulation otherwise (exact tests)."""
+    int32 accumulation otherwise (exact tests). ``bias[feature]`` and then ``residual[row, col + lane]`` are added
+    when given (the dense kernel's epilogue, ``core.tvm.epilogue``; rows are tokens there)."""
     from tvm.script import tirx as T
 
     @T.macro
@@ -133,22 +136,33 @@ def int8_macros():
                 acc[a * LANES + lane] = 0
 
     @T.macro
-    def store(y, x_scale, w_scale, corr, row, col, acc, slot, lanes_are_features):
+    def store(y, x_scale, w_scale, corr, row, col, acc, slot, lanes_are_features, bias=None, residual=None):
         for lane in T.vectorized(LANES):
             feature = T.meta_var(col + lane if lanes_are_features else row)
+            value = T.meta_var(T.Cast("float32", acc[slot + lane] - corr[feature]) * (x_scale[0] * w_scale[feature])
+                               if x_scale is not None else None)
             if x_scale is None:
                 y[row, col + lane] = acc[slot + lane]
+            elif bias is None:
+                y[row, col + lane] = value
+            elif residual is None:
+                y[row, col + lane] = value + bias[feature]
             else:
-                y[row, col + lane] = T.Cast("float32", acc[slot + lane] - corr[feature]) \
-                    * (x_scale[0] * w_scale[feature])
+                y[row, col + lane] = value + bias[feature] + residual[row, col + lane]
 
     return zero, store
 
 
-def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, dequantize: bool = True):
-    """PrimFunc ``(XP, x_scale, Wp, w_scale, corr) -> Y[m, n]`` float32, or with ``dequantize=False``
-    ``(XP, Wp) -> ACC[m, n]`` int32 (the raw accumulation, for exact tests)."""
+def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, dequantize: bool = True,
+                      epilogue: Epilogue = NO_EPILOGUE):
+    """PrimFunc ``(XP, x_scale, Wp, w_scale, corr[, bias[, residual]]) -> Y[m, n]`` float32, or with
+    ``dequantize=False`` ``(XP, Wp) -> ACC[m, n]`` int32 (the raw accumulation, for exact tests). The epilogue
+    may add the bias, or the bias and a residual; GELU is not available here (TOPI's fast erf is a te op)."""
     from tvm.script import tirx as T
+
+    if epilogue.gelu or (epilogue.residual and not epilogue.bias) or (epilogue and not dequantize):
+        raise ValueError(f"The int8 dense kernel adds a bias, or a bias and a residual, to dequantised output; "
+                         f"not {epilogue.suffix.strip('_') or 'nothing'} with dequantize={dequantize}.")
 
     zero, store = int8_macros()
     tile, panels, vnni = schedule.tile, schedule.panels, schedule.vnni
@@ -157,7 +171,7 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
     width = panels * LANES
 
     @T.macro
-    def body(xp, wp, y, x_scale, w_scale, corr):
+    def body(xp, wp, y, x_scale, w_scale, corr, bias=None, residual=None):
         for task in T.parallel(tiles * panel_groups):
             acc = T.decl_buffer((tile * width,), "int32", scope="global")
             zero(acc, tile * panels)
@@ -180,9 +194,24 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
             for t in T.unroll(tile):
                 for p in T.unroll(panels):
                     store(y, x_scale, w_scale, corr, token0 + t, (panel0 + p) * LANES, acc, (t * panels + p) * LANES,
-                          True)
+                          True, bias, residual)
 
-    if dequantize:
+    if epilogue.residual:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+                   wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
+                   corr: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"),
+                   residual: T.Buffer((m, n), "float32"), y: T.Buffer((m, n), "float32")):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, wp, y, x_scale, w_scale, corr, bias, residual)
+    elif epilogue.bias:
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+                   wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
+                   corr: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"), y: T.Buffer((m, n), "float32")):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            body(xp, wp, y, x_scale, w_scale, corr, bias)
+    elif dequantize:
         @T.prim_func(private=True, s_tir=True)
         def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
                    wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
