@@ -193,7 +193,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             gv = self.kernel(("dense", m, k, n, schedule.lanes, schedule.tile),
                              lambda: dense_kernel.dense_matmul(m, k, n, schedule))
             self.fusable[gv.name_hint] = epilogue.Fusable(
-                lambda chosen: dense_kernel.dense_matmul(m, k, n, schedule, chosen), (m, n))
+                lambda chosen: dense_kernel.dense_matmul(m, k, n, schedule, chosen))
             args = [x2, relax.const(dense_kernel.pack_weight(weight, schedule.lanes))]
             return self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((m, n), "float32"))), schedule.label
 
@@ -245,7 +245,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             if tokens == m:  # a padded output is sliced after the kernel: no chain to fold
                 self.fusable[gv.name_hint] = epilogue.Fusable(
                     lambda chosen: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule, epilogue=chosen),
-                    (m, n), gelu=False)
+                    gelu=False)
             packed = int8_dense_kernel.prepare_weight(weight)
             args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale), relax.const(packed.correction)]
             y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))

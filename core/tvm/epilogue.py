@@ -78,17 +78,24 @@ class Fusable:
     followed by the bias ``[n]`` and the residual ``[m, n]`` the epilogue asks for."""
 
     make: Callable[[Epilogue], object]
-    shape: tuple[int, int]  # (m, n) of its output
     gelu: bool = True  # whether its variants can apply GELU
 
 
 @dataclass(frozen=True)
 class _Chain:
     dense: object  # the call_tir of the plain kernel
-    name: str
     epilogue: Epilogue
     bias: object  # the bias constant
     residual: object | None  # the residual var
+
+    @property
+    def name(self) -> str:
+        return self.dense.args[0].name_hint
+
+    @property
+    def shape(self) -> list[int]:
+        """``[m, n]``: the plain kernel's output, and its variant's."""
+        return [int(d) for d in self.dense.ty.shape]
 
 
 def fuse_epilogues(mod, fusable: dict[str, Fusable]):
@@ -116,7 +123,7 @@ def fuse_epilogues(mod, fusable: dict[str, Fusable]):
             name = chain.name + chain.epilogue.suffix
             if name not in self.kernels:
                 self.kernels[name] = self.builder_.add_func(spec.make(chain.epilogue), name)
-            m, n = spec.shape
+            m, n = chain.shape
             args = [self.visit_expr(arg) for arg in chain.dense.args[1].fields]
             args.append(chain.bias)
             if chain.residual is not None:
@@ -193,7 +200,7 @@ def _plan(func, fusable: dict[str, Fusable]) -> dict:
             call = dense_call(y, path) if isinstance(y, relax.Var) else None
             if call is None:
                 continue
-            n = fusable[call.args[0].name_hint].shape[1]
+            n = int(call.ty.shape[1])
             if isinstance(bias, Constant) and [int(d) for d in bias.ty.shape] == [n] \
                     and str(bias.ty.dtype) == "float32":
                 return call, bias
@@ -222,6 +229,6 @@ def _plan(func, fusable: dict[str, Fusable]) -> dict:
         if found and not taken.intersection(path):
             dense, bias, epilogue, residual = found
             taken.update(path)
-            chains[call] = _Chain(dense, dense.args[0].name_hint, epilogue, bias, residual)
+            chains[call] = _Chain(dense, epilogue, bias, residual)
     return chains
 
