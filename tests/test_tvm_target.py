@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.environment import CpuInfo
 from core.tvm.target import (
     calling_thread_beside_workers,
     host_target,
+    llvm_features,
     measure_tvm,
     set_runtime_threads,
     target_description,
@@ -28,6 +30,24 @@ def test_target_keeps_the_detected_cpu_and_thread_count():
     target = host_target(2)
     assert str(target.attrs["mcpu"]) == target_description(2)["mcpu"]
     assert int(target.attrs["num-cores"]) == 2
+
+
+def test_target_carries_the_features_the_cpu_reports():
+    """A VM's CPU model can map to an LLVM CPU without AMX (model 167: "rocketlake") while the CPU has it."""
+    target = host_target(2)
+    assert [str(f) for f in target.attrs.get("mattr", [])] == llvm_features()
+    assert target_description(2).get("mattr", []) == llvm_features()
+
+
+def test_llvm_features_follow_the_flags(monkeypatch):
+    import core.tvm.target as module
+
+    monkeypatch.setattr(module, "cpu_info", lambda: CpuInfo("x", "GenuineIntel", 6, 2,
+                                                            ("amx_bf16", "amx_int8", "avx2", "avx512_vnni")))
+    assert llvm_features() == ["+amx-tile", "+amx-int8", "+amx-bf16", "+avx512vnni"]
+    monkeypatch.setattr(module, "cpu_info", lambda: CpuInfo("x", "AuthenticAMD", 25, 2, ("avx2", "fma")))
+    assert llvm_features() == []
+    assert "mattr" not in target_description(2)
 
 
 def _thread_bound_to(cpu: int):

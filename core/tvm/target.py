@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from core.environment import llvm_mcpu, usable_cores
+from core.environment import cpu_info, llvm_mcpu, usable_cores
 from core.timing import Timing, measure
 
 # How long idle TVM workers spin before sleeping; read when the pool starts. The
@@ -29,18 +29,38 @@ os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "20000")
 FAST_MATH = {"fast-math-reassoc": True, "fast-math-contract": True}
 
 
+# LLVM's names of the CPU features the kernels use, by the /proc/cpuinfo flag that says the CPU has them. They go
+# to the target as ``mattr`` beside the detected ``mcpu``, because a VM can report a CPU model whose LLVM name lacks
+# them: a Xeon VM with AMX and AVX512-BF16 reported model 167, which LLVM calls "rocketlake" (no AMX), and every
+# AMX kernel then stopped the process with "LLVM ERROR: Cannot select: intrinsic %llvm.x86.tilestored64".
+LLVM_FEATURES = {"amx_int8": ("+amx-tile", "+amx-int8"), "amx_bf16": ("+amx-tile", "+amx-bf16"),
+                 "avx512_vnni": ("+avx512vnni",), "avx_vnni": ("+avxvnni",), "avx512_bf16": ("+avx512bf16",)}
+
+
+def llvm_features() -> list[str]:
+    """The ``mattr`` of this host's target: every LLVM feature of ``LLVM_FEATURES`` whose flag the CPU reports."""
+    flags = cpu_info().flags
+    return list(dict.fromkeys(feature for flag, features in LLVM_FEATURES.items() if flag in flags
+                              for feature in features))
+
+
+def _llvm() -> dict:
+    features = llvm_features()
+    return {"kind": "llvm", "mcpu": llvm_mcpu(), **({"mattr": features} if features else {})}
+
+
 def host_target(threads: int):
-    """An llvm target for this CPU (detected mcpu) with an explicit core count."""
+    """An llvm target for this CPU (detected mcpu, and the features it reports) with an explicit core count."""
     import tvm
 
     if threads < 1:
         raise ValueError("threads must be at least 1")
-    return tvm.target.Target({"kind": "llvm", "mcpu": llvm_mcpu(), "num-cores": threads, **FAST_MATH})
+    return tvm.target.Target({**_llvm(), "num-cores": threads, **FAST_MATH})
 
 
 def target_description(threads: int) -> dict:
     """What the compiled code depends on, for cache keys and reports."""
-    return {"kind": "llvm", "mcpu": llvm_mcpu(), "threads": threads, **FAST_MATH}
+    return {**_llvm(), "threads": threads, **FAST_MATH}
 
 
 def set_runtime_threads(threads: int) -> None:
