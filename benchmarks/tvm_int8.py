@@ -82,7 +82,7 @@ def _kernel_cases(n, k, target):
                               tensors(x.T, bsr.data, bsr.indices, bsr.indptr,
                                       np.zeros(bsr_kernel.output_shape(shape, schedule), "f4")))
     u8, scale = quantize.quantize_activation(x)
-    xp, x_scale = quantize.pack_activation(u8, TOKENS), np.array([scale], np.float32)
+    xp, x_scale = quantize.pack_activation(u8, TOKENS), quantize.padded_scale(scale, TOKENS)
     cases["int8 quantize X"] = (_compile(quantize.quantize_activation_kernel(TOKENS, k, TOKENS), target),
                                 tensors(x, xp, x_scale))
     packed = int8_dense_kernel.prepare_weight(weight)

@@ -78,7 +78,7 @@ def test_amx_kernel_is_exact(m, k, n, block, sparsity):
     np.testing.assert_array_equal(acc.numpy(), reference)
     kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_bsr_matmul(m, k, n), target)
     y, = _tensors(np.zeros((m, n), np.float32))
-    kernel(*_tensors(xp, np.array([x_scale], np.float32), packed.apack, packed.cols, packed.chunk_ptr, packed.scale,
+    kernel(*_tensors(xp, quantize.padded_scale(x_scale, m), packed.apack, packed.cols, packed.chunk_ptr, packed.scale,
                      packed.correction), y)
     expected = quantize.dequantize(reference, x_scale, w_scale, sparse.correction)
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-6)
@@ -110,6 +110,6 @@ def test_amx_dense_kernel_is_exact(m, k, n):
     np.testing.assert_array_equal(acc.numpy(), reference)
     kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_dense_matmul(m, k, n), target)
     y, = _tensors(np.zeros((m, n), np.float32))
-    kernel(*_tensors(xp, np.array([x_scale], np.float32), apack, w_scale, correction), y)
+    kernel(*_tensors(xp, quantize.padded_scale(x_scale, m), apack, w_scale, correction), y)
     np.testing.assert_allclose(y.numpy(), quantize.dequantize(reference, x_scale, w_scale, correction),
                                rtol=1e-6, atol=1e-6)

@@ -22,7 +22,9 @@ def _tensors(*arrays):
 
 
 def _activation(m=M, k=K, seed=0):
-    x = (np.random.default_rng(seed).standard_normal((m, k)) * 2).astype(np.float32)
+    """Tokens whose magnitudes differ 40-fold (so per-token scales matter), and one all-zero token."""
+    x = (np.random.default_rng(seed).standard_normal((m, k)) * np.linspace(0.1, 4, m)[:, None]).astype(np.float32)
+    x[m // 2] = 0.0
     u8, scale = quantize.quantize_activation(x)
     return x, u8, scale
 
@@ -33,8 +35,11 @@ def test_quantisation_math():
     assert q.tolist() == [[64, -127, 32, 0], [0, 0, 0, 0]]
     assert scale.tolist() == [np.float32(1) / np.float32(127), 1]
     assert quantize.column_correction(q).tolist() == [128 * (64 - 127 + 32), 0]
-    u8, sx = quantize.quantize_activation(np.array([[-2.0, 1.0, 0.0, 2.0]], np.float32))
-    assert u8.tolist() == [[1, 192, 128, 255]] and sx == np.float32(2.0 / 127)
+    u8, sx = quantize.quantize_activation(np.array([[-2.0, 1.0, 0.0, 2.0], [0.5, 0.0, 0.0, -0.25], [0.0] * 4],
+                                                   np.float32))
+    assert u8.tolist() == [[1, 192, 128, 255], [255, 128, 128, 64], [128] * 4]  # each token on its own scale
+    assert sx.tolist() == [np.float32(2.0 / 127), np.float32(0.5 / 127), 1.0]
+    assert quantize.padded_scale(sx, 16).tolist() == sx.tolist() + [1.0] * 13
     x = np.random.default_rng(1).standard_normal((8, 16)).astype(np.float32)
     w = np.random.default_rng(2).standard_normal((12, 16)).astype(np.float32)
     y = quantize.int8_linear(x, w)
@@ -47,10 +52,10 @@ def test_quantisation_math():
 def test_activation_kernel_is_bit_exact(m, k):
     x, u8, scale = _activation(m, k)
     tokens = quantize.padded_tokens(m)
-    xp, out_scale = _tensors(np.zeros((k // 4, tokens, 4), np.uint8), np.zeros(1, np.float32))
+    xp, out_scale = _tensors(np.zeros((k // 4, tokens, 4), np.uint8), np.zeros(tokens, np.float32))
     int8_dense_kernel.build(quantize.quantize_activation_kernel(m, k, tokens), host_target(2))(*_tensors(x), xp,
                                                                                                  out_scale)
-    assert out_scale.numpy()[0] == scale
+    np.testing.assert_array_equal(out_scale.numpy(), quantize.padded_scale(scale, tokens))
     np.testing.assert_array_equal(xp.numpy(), quantize.pack_activation(u8, tokens))
 
 
@@ -72,7 +77,7 @@ def test_dense_int8_kernel(vnni, tile, panels):
     np.testing.assert_array_equal(acc.numpy(), reference)
     kernel = int8_dense_kernel.build(int8_dense_kernel.dense_int8_matmul(M, K, N, schedule), target)
     y, = _tensors(np.zeros((M, N), np.float32))
-    kernel(*_tensors(xp, np.array([x_scale], np.float32), packed.packed, packed.scale, packed.correction), y)
+    kernel(*_tensors(xp, quantize.padded_scale(x_scale, M), packed.packed, packed.scale, packed.correction), y)
     expected = quantize.dequantize(reference, x_scale, w_scale, packed.correction)
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-6)
     exact_float = x @ weight.T  # quantisation error only
@@ -93,7 +98,7 @@ def test_dense_int8_kernel_adds_bias_and_residual(vnni, epilogue):
                                      host_target(2))
     y, = _tensors(np.zeros((M, N), np.float32))
     extra = [bias] + [residual] * epilogue.residual
-    kernel(*_tensors(quantize.pack_activation(u8, M), np.array([x_scale], np.float32), packed.packed, packed.scale,
+    kernel(*_tensors(quantize.pack_activation(u8, M), quantize.padded_scale(x_scale, M), packed.packed, packed.scale,
                      packed.correction, *extra), y)
     qweight, w_scale = quantize.quantize_weight(weight)
     expected = quantize.dequantize(quantize.integer_matmul(u8, qweight), x_scale, w_scale, packed.correction) + bias
@@ -135,7 +140,7 @@ def test_bsr_int8_kernel(vnni, block):
     np.testing.assert_array_equal(untransposed(acc.numpy()), reference)
     kernel = int8_dense_kernel.build(int8_bsr_kernel.bsr_int8_matmul(shape, schedule), target)
     y, = _tensors(np.zeros(out_shape, np.float32))
-    kernel(*_tensors(xp, np.array([x_scale], np.float32), sparse.data, sparse.indices, sparse.indptr, sparse.scale,
+    kernel(*_tensors(xp, quantize.padded_scale(x_scale, M), sparse.data, sparse.indices, sparse.indptr, sparse.scale,
                      sparse.correction), y)
     expected = quantize.dequantize(reference, x_scale, w_scale, sparse.correction)
     np.testing.assert_allclose(untransposed(y.numpy()), expected, rtol=1e-6, atol=1e-6)

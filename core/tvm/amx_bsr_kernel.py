@@ -268,12 +268,12 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool):
                                 out[token, feature] = acc[at]
                             else:
                                 out[token, feature] = T.Cast("float32", acc[at] - corr[feature]) \
-                                    * (x_scale[0] * w_scale[feature])
+                                    * (x_scale[token] * w_scale[feature])
             _intrin("tilerelease")
 
     if dense and dequantize:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
                    apack: T.Buffer((slices * k_chunks, TILE_ROWS, CHUNK * 4), "int8"),
                    w_scale: T.Buffer((n,), "float32"), corr: T.Buffer((n,), "int32"),
                    out: T.Buffer((m, n), out_dtype)):
@@ -288,7 +288,7 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool):
             body(xp, apack, None, None, out, None, None, None)
     elif dequantize:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
                    apack_handle: T.handle, cols_handle: T.handle, chunk_ptr: T.Buffer((slices + 1,), "int32"),
                    w_scale: T.Buffer((n,), "float32"), corr: T.Buffer((n,), "int32"),
                    out: T.Buffer((m, n), out_dtype)):

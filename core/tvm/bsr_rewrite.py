@@ -9,7 +9,7 @@ constant. Each such matmul becomes a ``call_tir`` of
 Kernels are shared between layers of the same shape and schedule.
 
 With ``precision="int8"`` every Linear's input is first quantised at run time
-(``quantize.quantize_activation_kernel``: per-tensor absmax -> u8, packed
+(``quantize.quantize_activation_kernel``: per-token absmax -> u8, packed
 ``[K/4, M, 4]``; Q, K and V share one after CSE) and the layer becomes the int8 BSR
 kernel (blocks spanning 4 input columns: 16x4, 4x4, 1x4, ...) or the int8 VNNI
 dense kernel, weights quantised per output row at compile time. Layers whose
@@ -217,11 +217,11 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             return y, schedule.label
 
         def quantized(self, x2, m, k):
-            """(XP u8 [K/4, tokens, 4], scale [1]): the activation quantised at run time."""
+            """(XP u8 [K/4, tokens, 4], scale [tokens]): the activation quantised at run time, per token."""
             tokens = quantize.padded_tokens(m)
             gv = self.kernel(("quantize", m, k, tokens), lambda: quantize.quantize_activation_kernel(m, k, tokens))
             pair = self.builder_.emit(relax.call_tir(gv, [x2], [relax.TensorType((k // 4, tokens, 4), "uint8"),
-                                                               relax.TensorType((1,), "float32")]))
+                                                               relax.TensorType((tokens,), "float32")]))
             xp = self.builder_.emit(relax.TupleGetItem(pair, 0))
             return xp, self.builder_.emit(relax.TupleGetItem(pair, 1)), tokens
 

@@ -190,7 +190,7 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
 
     if dequantize:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
                    data_handle: T.handle, indices_handle: T.handle, indptr: T.Buffer((block_rows + 1,), "int32"),
                    w_scale: T.Buffer((shape.n,), "float32"), corr: T.Buffer((shape.n,), "int32"),
                    out: T.Buffer(out_shape, out_dtype)):

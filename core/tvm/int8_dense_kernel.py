@@ -124,7 +124,7 @@ def int8_macros():
       ``y[row, col:col + 16]``. With ``lanes_are_features`` the 16 lanes are features of token ``row`` (row-major
       Y); otherwise they are tokens of feature ``row`` (the transposed Y^T of the ``tokens`` BSR kernels).
 
-    A store dequantises when ``x_scale`` is given, ``(acc - corr) * x_scale * w_scale``, and writes the raw
+    A store dequantises when ``x_scale`` is given, ``(acc - corr) * x_scale[token] * w_scale``, and writes the raw
     int32 accumulation otherwise (exact tests). ``bias[feature]`` and then ``residual[row, col + lane]`` are added
     when given (the dense kernel's epilogue, ``core.tvm.epilogue``; rows are tokens there)."""
     from tvm.script import tirx as T
@@ -139,7 +139,8 @@ def int8_macros():
     def store(y, x_scale, w_scale, corr, row, col, acc, slot, lanes_are_features, bias=None, residual=None):
         for lane in T.vectorized(LANES):
             feature = T.meta_var(col + lane if lanes_are_features else row)
-            value = T.meta_var(T.Cast("float32", acc[slot + lane] - corr[feature]) * (x_scale[0] * w_scale[feature])
+            token = T.meta_var(row if lanes_are_features else col + lane)
+            value = T.meta_var(T.Cast("float32", acc[slot + lane] - corr[feature]) * (x_scale[token] * w_scale[feature])
                                if x_scale is not None else None)
             if x_scale is None:
                 y[row, col + lane] = acc[slot + lane]
@@ -198,7 +199,7 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
 
     if epilogue.residual:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
                    wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
                    corr: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"),
                    residual: T.Buffer((m, n), "float32"), y: T.Buffer((m, n), "float32")):
@@ -206,14 +207,14 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
             body(xp, wp, y, x_scale, w_scale, corr, bias, residual)
     elif epilogue.bias:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
                    wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
                    corr: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"), y: T.Buffer((m, n), "float32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
             body(xp, wp, y, x_scale, w_scale, corr, bias)
     elif dequantize:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((1,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
                    wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
                    corr: T.Buffer((n,), "int32"), y: T.Buffer((m, n), "float32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})

@@ -195,7 +195,7 @@ class QuantizeTable:
         tokens = quantize.padded_tokens(m)
         kernel = _compile(quantize.quantize_activation_kernel(m, k, tokens), self.threads)
         x, xp, scale = _tensors(_random((m, k), 0), np.zeros((k // 4, tokens, 4), np.uint8),
-                                np.zeros((1,), np.float32))
+                                np.zeros((tokens,), np.float32))
         return [_Call(lambda: kernel(x, xp, scale), m * k * 4)]
 
     def summary(self, timings: list[Timing]) -> dict:
@@ -375,7 +375,7 @@ def _int8_bsr_calls(tokens: int, layer: tuple[int, int], block: tuple[int, int],
                       else int8_bsr_kernel.bsr_int8_matmul(shape, schedule), threads)
     xp = np.random.default_rng(0).integers(0, 256, (k // 4, tokens, 4), dtype=np.uint8)
     out_shape = (tokens, n) if amx else int8_bsr_kernel.output_shape(shape, schedule)
-    x, scale, out = _tensors(xp, np.ones((1,), np.float32), np.zeros(out_shape, np.float32))
+    x, scale, out = _tensors(xp, np.ones((tokens,), np.float32), np.zeros(out_shape, np.float32))
     calls = []
     for sparsity in SPARSITY_GRID:
         sparse = int8_bsr_kernel.to_int8_bsr(random_block_sparse((n, k), sparsity, block, seed=0), block)
@@ -402,6 +402,6 @@ def _int8_dense_call(tokens: int, layer: tuple[int, int], schedule, threads: int
         kernel = _compile(int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule), threads)
         packed = int8_dense_kernel.prepare_weight(_random((n, k), 1))
     xp = np.random.default_rng(0).integers(0, 256, (k // 4, tokens, 4), dtype=np.uint8)
-    x, scale, weight, w_scale, corr, out = _tensors(xp, np.ones((1,), np.float32), packed.packed, packed.scale,
+    x, scale, weight, w_scale, corr, out = _tensors(xp, np.ones((tokens,), np.float32), packed.packed, packed.scale,
                                                     packed.correction, np.zeros((tokens, n), np.float32))
     return _Call(lambda: kernel(x, scale, weight, w_scale, corr, out), n * k)
