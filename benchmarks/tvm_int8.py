@@ -81,34 +81,34 @@ def _kernel_cases(n, k, target):
     cases["fp32 BSR 16x1"] = (_compile(bsr_kernel.bsr_matmul(shape, schedule), target),
                               tensors(x.T, bsr.data, bsr.indices, bsr.indptr,
                                       np.zeros(bsr_kernel.output_shape(shape, schedule), "f4")))
-    u8, scale = quantize.quantize_activation(x)
-    xp, x_scale = quantize.pack_activation(u8, TOKENS), quantize.padded_scale(scale, TOKENS)
+    u8, params = quantize.quantize_activation(x)
+    xp, x_params = quantize.pack_activation(u8, TOKENS), quantize.padded_params(params, TOKENS)
     cases["int8 quantize X"] = (_compile(quantize.quantize_activation_kernel(TOKENS, k, TOKENS), target),
-                                tensors(x, xp, x_scale))
+                                tensors(x, xp, x_params))
     packed = int8_dense_kernel.prepare_weight(weight)
     for tile, panels in ((8, 1), (4, 2), (8, 2)):
         schedule = int8_dense_kernel.Int8DenseSchedule(tile, panels, True)
         cases[f"int8 dense {tile}x{16 * panels}"] = (
             _compile(int8_dense_kernel.dense_int8_matmul(TOKENS, k, n, schedule), target),
-            tensors(xp, x_scale, packed.packed, packed.scale, packed.correction, np.zeros((TOKENS, n), "f4")))
+            tensors(xp, x_params, packed.packed, packed.scale, packed.sums, np.zeros((TOKENS, n), "f4")))
     if amx_bsr_kernel.use_amx():
         tiles = amx_bsr_kernel.prepare_dense(weight)
         cases["int8 dense AMX"] = (
             _compile(amx_bsr_kernel.amx_dense_matmul(TOKENS, k, n), target),
-            tensors(xp, x_scale, tiles.packed, tiles.scale, tiles.correction, np.zeros((TOKENS, n), "f4")))
+            tensors(xp, x_params, tiles.packed, tiles.scale, tiles.sums, np.zeros((TOKENS, n), "f4")))
     for block in ((16, 4), (4, 4), (1, 4)):
         sparse = int8_bsr_kernel.to_int8_bsr(_random_block_sparse((n, k), SPARSITY, block), block)
         shape = int8_bsr_kernel.Int8BsrShape(TOKENS, k, n, block)
         schedule = int8_bsr_kernel.default_schedule(shape)
         cases[f"int8 BSR {block[0]}x{block[1]}"] = (
             _compile(int8_bsr_kernel.bsr_int8_matmul(shape, schedule), target),
-            tensors(xp, x_scale, sparse.data, sparse.indices, sparse.indptr, sparse.scale, sparse.correction,
+            tensors(xp, x_params, sparse.data, sparse.indices, sparse.indptr, sparse.scale, sparse.sums,
                     np.zeros(int8_bsr_kernel.output_shape(shape, schedule), "f4")))
         if block == (16, 4) and amx_bsr_kernel.use_amx():  # the same weights on AMX tiles
             packed = amx_bsr_kernel.pack(sparse)
             cases["int8 BSR 16x4 AMX"] = (
                 _compile(amx_bsr_kernel.amx_bsr_matmul(TOKENS, k, n), target),
-                tensors(xp, x_scale, packed.apack, packed.cols, packed.chunk_ptr, packed.scale, packed.correction,
+                tensors(xp, x_params, packed.apack, packed.cols, packed.chunk_ptr, packed.scale, packed.sums,
                         np.zeros((TOKENS, n), "f4")))
     return cases
 

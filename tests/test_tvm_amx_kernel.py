@@ -65,7 +65,7 @@ def test_amx_choice_follows_the_environment_and_never_outruns_the_cpu(monkeypatc
 def test_amx_kernel_is_exact(m, k, n, block, sparsity):
     rng = np.random.default_rng(5)
     x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
-    u8, x_scale = quantize.quantize_activation(x)
+    u8, x_params = quantize.quantize_activation(x)
     weight, sparse = _sparse(n, k, block, sparsity, seed=3)
     qweight, w_scale = quantize.quantize_weight(weight)
     packed = amx_bsr_kernel.pack(sparse)
@@ -78,9 +78,9 @@ def test_amx_kernel_is_exact(m, k, n, block, sparsity):
     np.testing.assert_array_equal(acc.numpy(), reference)
     kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_bsr_matmul(m, k, n), target)
     y, = _tensors(np.zeros((m, n), np.float32))
-    kernel(*_tensors(xp, quantize.padded_scale(x_scale, m), packed.apack, packed.cols, packed.chunk_ptr, packed.scale,
-                     packed.correction), y)
-    expected = quantize.dequantize(reference, x_scale, w_scale, sparse.correction)
+    kernel(*_tensors(xp, quantize.padded_params(x_params, m), packed.apack, packed.cols, packed.chunk_ptr, packed.scale,
+                     packed.sums), y)
+    expected = quantize.dequantize(reference, x_params, w_scale, sparse.sums)
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
@@ -98,9 +98,9 @@ def test_dense_packing_puts_each_tile_in_place():
 def test_amx_dense_kernel_is_exact(m, k, n):
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
-    u8, x_scale = quantize.quantize_activation(x)
+    u8, x_params = quantize.quantize_activation(x)
     qweight, w_scale = quantize.quantize_weight(rng.standard_normal((n, k)).astype(np.float32))
-    correction = quantize.column_correction(qweight)
+    sums = quantize.weight_sums(qweight)
     apack, xp = amx_bsr_kernel.pack_dense(qweight), quantize.pack_activation(u8, m)
     target = host_target(2)
     exact = int8_dense_kernel.build(amx_bsr_kernel.amx_dense_matmul(m, k, n, dequantize=False), target)
@@ -110,6 +110,6 @@ def test_amx_dense_kernel_is_exact(m, k, n):
     np.testing.assert_array_equal(acc.numpy(), reference)
     kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_dense_matmul(m, k, n), target)
     y, = _tensors(np.zeros((m, n), np.float32))
-    kernel(*_tensors(xp, quantize.padded_scale(x_scale, m), apack, w_scale, correction), y)
-    np.testing.assert_allclose(y.numpy(), quantize.dequantize(reference, x_scale, w_scale, correction),
+    kernel(*_tensors(xp, quantize.padded_params(x_params, m), apack, w_scale, sums), y)
+    np.testing.assert_allclose(y.numpy(), quantize.dequantize(reference, x_params, w_scale, sums),
                                rtol=1e-6, atol=1e-6)

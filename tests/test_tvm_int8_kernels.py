@@ -22,9 +22,11 @@ def _tensors(*arrays):
 
 
 def _activation(m=M, k=K, seed=0):
-    """Tokens whose magnitudes differ 40-fold (so per-token scales matter), and one all-zero token."""
+    """Tokens whose magnitudes differ 40-fold (so per-token scales matter), one all-zero token and one all
+    positive (zero point 0: the GELU outputs a second FFN Linear reads look like that)."""
     x = (np.random.default_rng(seed).standard_normal((m, k)) * np.linspace(0.1, 4, m)[:, None]).astype(np.float32)
     x[m // 2] = 0.0
+    x[m // 3] = np.abs(x[m // 3]) + 0.5
     u8, scale = quantize.quantize_activation(x)
     return x, u8, scale
 
@@ -34,12 +36,16 @@ def test_quantisation_math():
     q, scale = quantize.quantize_weight(weight)
     assert q.tolist() == [[64, -127, 32, 0], [0, 0, 0, 0]]
     assert scale.tolist() == [np.float32(1) / np.float32(127), 1]
-    assert quantize.column_correction(q).tolist() == [128 * (64 - 127 + 32), 0]
-    u8, sx = quantize.quantize_activation(np.array([[-2.0, 1.0, 0.0, 2.0], [0.5, 0.0, 0.0, -0.25], [0.0] * 4],
-                                                   np.float32))
-    assert u8.tolist() == [[1, 192, 128, 255], [255, 128, 128, 64], [128] * 4]  # each token on its own scale
-    assert sx.tolist() == [np.float32(2.0 / 127), np.float32(0.5 / 127), 1.0]
-    assert quantize.padded_scale(sx, 16).tolist() == sx.tolist() + [1.0] * 13
+    assert quantize.weight_sums(q).tolist() == [64 - 127 + 32, 0]
+    x = np.array([[-1.0, 0.5, 0.0, 3.0], [0.5, 0.0, 0.0, -0.25], [3.0, 1.0, 0.0, 0.0], [0.0] * 4], np.float32)
+    u8, params = quantize.quantize_activation(x)
+    # each token on its own range: [-1, 3] -> zero point 64; [-0.25, 0.5] -> 85; [0, 3] -> 0 (all 256 levels)
+    assert u8.tolist() == [[0, 96, 64, 255], [255, 85, 85, 0], [255, 85, 0, 0], [0] * 4]
+    assert params[0].tolist() == [np.float32(4.0) / np.float32(255), np.float32(0.75) / np.float32(255),
+                                  np.float32(3.0) / np.float32(255), 1.0]
+    assert params[1].tolist() == [64.0, 85.0, 0.0, 0.0]
+    padded = quantize.padded_params(params, 16)
+    assert padded[0].tolist() == params[0].tolist() + [1.0] * 12 and padded[1].tolist() == [64, 85, 0] + [0] * 13
     x = np.random.default_rng(1).standard_normal((8, 16)).astype(np.float32)
     w = np.random.default_rng(2).standard_normal((12, 16)).astype(np.float32)
     y = quantize.int8_linear(x, w)
@@ -52,10 +58,10 @@ def test_quantisation_math():
 def test_activation_kernel_is_bit_exact(m, k):
     x, u8, scale = _activation(m, k)
     tokens = quantize.padded_tokens(m)
-    xp, out_scale = _tensors(np.zeros((k // 4, tokens, 4), np.uint8), np.zeros(tokens, np.float32))
+    xp, out_params = _tensors(np.zeros((k // 4, tokens, 4), np.uint8), np.zeros((2, tokens), np.float32))
     int8_dense_kernel.build(quantize.quantize_activation_kernel(m, k, tokens), host_target(2))(*_tensors(x), xp,
-                                                                                                 out_scale)
-    np.testing.assert_array_equal(out_scale.numpy(), quantize.padded_scale(scale, tokens))
+                                                                                                 out_params)
+    np.testing.assert_array_equal(out_params.numpy(), quantize.padded_params(scale, tokens))
     np.testing.assert_array_equal(xp.numpy(), quantize.pack_activation(u8, tokens))
 
 
@@ -63,7 +69,7 @@ def test_activation_kernel_is_bit_exact(m, k):
 @pytest.mark.parametrize("vnni", VNNI)
 @pytest.mark.parametrize("tile, panels", [(8, 1), (4, 2), (8, 2)])
 def test_dense_int8_kernel(vnni, tile, panels):
-    x, u8, x_scale = _activation()
+    x, u8, x_params = _activation()
     weight = np.random.default_rng(3).standard_normal((N, K)).astype(np.float32)
     qweight, w_scale = quantize.quantize_weight(weight)
     packed = int8_dense_kernel.prepare_weight(weight)
@@ -77,8 +83,8 @@ def test_dense_int8_kernel(vnni, tile, panels):
     np.testing.assert_array_equal(acc.numpy(), reference)
     kernel = int8_dense_kernel.build(int8_dense_kernel.dense_int8_matmul(M, K, N, schedule), target)
     y, = _tensors(np.zeros((M, N), np.float32))
-    kernel(*_tensors(xp, quantize.padded_scale(x_scale, M), packed.packed, packed.scale, packed.correction), y)
-    expected = quantize.dequantize(reference, x_scale, w_scale, packed.correction)
+    kernel(*_tensors(xp, quantize.padded_params(x_params, M), packed.packed, packed.scale, packed.sums), y)
+    expected = quantize.dequantize(reference, x_params, w_scale, packed.sums)
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-6)
     exact_float = x @ weight.T  # quantisation error only
     assert (y.numpy() * exact_float).sum() / np.linalg.norm(y.numpy()) / np.linalg.norm(exact_float) > 0.999
@@ -88,7 +94,7 @@ def test_dense_int8_kernel(vnni, tile, panels):
 @pytest.mark.parametrize("vnni", VNNI)
 @pytest.mark.parametrize("epilogue", [Epilogue(bias=True), Epilogue(bias=True, residual=True)], ids=lambda e: e.suffix)
 def test_dense_int8_kernel_adds_bias_and_residual(vnni, epilogue):
-    _, u8, x_scale = _activation()
+    _, u8, x_params = _activation()
     rng = np.random.default_rng(6)
     weight = rng.standard_normal((N, K)).astype(np.float32)
     bias, residual = rng.standard_normal(N).astype(np.float32), rng.standard_normal((M, N)).astype(np.float32)
@@ -98,10 +104,10 @@ def test_dense_int8_kernel_adds_bias_and_residual(vnni, epilogue):
                                      host_target(2))
     y, = _tensors(np.zeros((M, N), np.float32))
     extra = [bias] + [residual] * epilogue.residual
-    kernel(*_tensors(quantize.pack_activation(u8, M), quantize.padded_scale(x_scale, M), packed.packed, packed.scale,
-                     packed.correction, *extra), y)
+    kernel(*_tensors(quantize.pack_activation(u8, M), quantize.padded_params(x_params, M), packed.packed, packed.scale,
+                     packed.sums, *extra), y)
     qweight, w_scale = quantize.quantize_weight(weight)
-    expected = quantize.dequantize(quantize.integer_matmul(u8, qweight), x_scale, w_scale, packed.correction) + bias
+    expected = quantize.dequantize(quantize.integer_matmul(u8, qweight), x_params, w_scale, packed.sums) + bias
     if epilogue.residual:
         expected = expected + residual
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
@@ -117,7 +123,7 @@ def test_dense_int8_kernel_refuses_an_epilogue_it_cannot_apply(epilogue):
 @pytest.mark.parametrize("vnni", VNNI)
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b[0]}x{b[1]}")
 def test_bsr_int8_kernel(vnni, block):
-    x, u8, x_scale = _activation()
+    x, u8, x_params = _activation()
     weight = random_block_sparse((N, K), 0.8, block, seed=4)
     weight[: block[0]] = 0.0  # an empty block row
     sparse = int8_bsr_kernel.to_int8_bsr(weight, block)
@@ -140,9 +146,9 @@ def test_bsr_int8_kernel(vnni, block):
     np.testing.assert_array_equal(untransposed(acc.numpy()), reference)
     kernel = int8_dense_kernel.build(int8_bsr_kernel.bsr_int8_matmul(shape, schedule), target)
     y, = _tensors(np.zeros(out_shape, np.float32))
-    kernel(*_tensors(xp, quantize.padded_scale(x_scale, M), sparse.data, sparse.indices, sparse.indptr, sparse.scale,
-                     sparse.correction), y)
-    expected = quantize.dequantize(reference, x_scale, w_scale, sparse.correction)
+    kernel(*_tensors(xp, quantize.padded_params(x_params, M), sparse.data, sparse.indices, sparse.indptr, sparse.scale,
+                     sparse.sums), y)
+    expected = quantize.dequantize(reference, x_params, w_scale, sparse.sums)
     np.testing.assert_allclose(untransposed(y.numpy()), expected, rtol=1e-6, atol=1e-6)
 
 

@@ -127,7 +127,7 @@ class AmxBsr:
     cols: np.ndarray  # int32 [chunks, 16]: the XP group of each slot (0 for padding: its weights are zero)
     chunk_ptr: np.ndarray  # int32 [N / 16 + 1]
     scale: np.ndarray  # float32 [N]
-    correction: np.ndarray  # int32 [N]
+    sums: np.ndarray  # int32 [N]
 
     @property
     def chunks(self) -> int:
@@ -158,7 +158,7 @@ def pack(sparse: Int8Bsr) -> AmxBsr:
             apack[chunk, :, within, :] = block_data
             slot_cols[chunk, within] = sparse.indices[start:start + count]
     return AmxBsr(tuple(sparse.shape), apack.reshape(total, TILE_ROWS, CHUNK * 4), slot_cols,
-                  chunk_ptr.astype(np.int32), sparse.scale, sparse.correction)
+                  chunk_ptr.astype(np.int32), sparse.scale, sparse.sums)
 
 
 def _intrin(name: str, *args):
@@ -168,13 +168,13 @@ def _intrin(name: str, *args):
 
 
 def amx_bsr_matmul(m: int, k: int, n: int, *, dequantize: bool = True):
-    """PrimFunc ``(XP, x_scale, apack, cols, chunk_ptr, w_scale, corr) -> Y[m, n]`` float32; with
+    """PrimFunc ``(XP, x_params, apack, cols, chunk_ptr, w_scale, sums) -> Y[m, n]`` float32; with
     ``dequantize=False``: ``(XP, apack, cols, chunk_ptr) -> Y`` int32 accumulations (exact tests)."""
     return _amx_matmul(m, k, n, dequantize, dense=False)
 
 
 def amx_dense_matmul(m: int, k: int, n: int, *, dequantize: bool = True):
-    """The dense int8 Linear on AMX: ``(XP, x_scale, apack, w_scale, corr) -> Y[m, n]`` (``pack_dense``'s apack;
+    """The dense int8 Linear on AMX: ``(XP, x_params, apack, w_scale, sums) -> Y[m, n]`` (``pack_dense``'s apack;
     ``k`` a multiple of 64). No gather: 16 consecutive 4-input groups of ``XP`` are one B tile at stride ``m * 4``.
     With ``dequantize=False``: ``(XP, apack) -> Y`` int32."""
     if k % (CHUNK * 4):
@@ -196,7 +196,7 @@ def pack_dense(qweight: np.ndarray) -> np.ndarray:
 def prepare_dense(weight: np.ndarray) -> PackedInt8Weight:
     """A float weight quantised per row (as ``int8_dense_kernel.prepare_weight``) and packed for the AMX kernel."""
     qweight, scale = quantize.quantize_weight(weight)
-    return PackedInt8Weight(pack_dense(qweight), scale, quantize.column_correction(qweight))
+    return PackedInt8Weight(pack_dense(qweight), scale, quantize.weight_sums(qweight))
 
 
 def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool):
@@ -236,7 +236,7 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool):
                 _intrin("tdpbsud", imm(v), imm(a_tile), imm(a_tile + 1 + v))
 
     @T.macro
-    def body(xp, apack, cols, chunk_ptr, out, x_scale, w_scale, corr):
+    def body(xp, apack, cols, chunk_ptr, out, x_params, w_scale, sums):
         for s in T.parallel(slices):
             cfg = T.decl_buffer((64,), "uint8", scope="global")
             gathered = T.decl_buffer((CHUNK, row_bytes), "uint8", scope="global")
@@ -264,21 +264,22 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool):
                             token = T.meta_var(p * span + v * LANES + t)
                             feature = T.meta_var(s * TILE_ROWS + lane)
                             at = T.meta_var(lane * LANES + t)
-                            if x_scale is None:
+                            if x_params is None:
                                 out[token, feature] = acc[at]
                             else:
-                                out[token, feature] = T.Cast("float32", acc[at] - corr[feature]) \
-                                    * (x_scale[token] * w_scale[feature])
+                                out[token, feature] = T.Cast(
+                                    "float32", acc[at] - T.Cast("int32", x_params[1, token]) * sums[feature]) \
+                                    * (x_params[0, token] * w_scale[feature])
             _intrin("tilerelease")
 
     if dense and dequantize:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
                    apack: T.Buffer((slices * k_chunks, TILE_ROWS, CHUNK * 4), "int8"),
-                   w_scale: T.Buffer((n,), "float32"), corr: T.Buffer((n,), "int32"),
+                   w_scale: T.Buffer((n,), "float32"), sums: T.Buffer((n,), "int32"),
                    out: T.Buffer((m, n), out_dtype)):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, apack, None, None, out, x_scale, w_scale, corr)
+            body(xp, apack, None, None, out, x_params, w_scale, sums)
     elif dense:
         @T.prim_func(private=True, s_tir=True)
         def kernel(xp: T.Buffer((groups, m, 4), "uint8"),
@@ -288,15 +289,15 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool):
             body(xp, apack, None, None, out, None, None, None)
     elif dequantize:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
                    apack_handle: T.handle, cols_handle: T.handle, chunk_ptr: T.Buffer((slices + 1,), "int32"),
-                   w_scale: T.Buffer((n,), "float32"), corr: T.Buffer((n,), "int32"),
+                   w_scale: T.Buffer((n,), "float32"), sums: T.Buffer((n,), "int32"),
                    out: T.Buffer((m, n), out_dtype)):
             chunks = T.int32()
             apack = T.match_buffer(apack_handle, (chunks, TILE_ROWS, CHUNK * 4), "int8")
             cols = T.match_buffer(cols_handle, (chunks, CHUNK), "int32")
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, apack, cols, chunk_ptr, out, x_scale, w_scale, corr)
+            body(xp, apack, cols, chunk_ptr, out, x_params, w_scale, sums)
     else:
         @T.prim_func(private=True, s_tir=True)
         def kernel(xp: T.Buffer((groups, m, 4), "uint8"), apack_handle: T.handle, cols_handle: T.handle,

@@ -9,7 +9,7 @@ constant. Each such matmul becomes a ``call_tir`` of
 Kernels are shared between layers of the same shape and schedule.
 
 With ``precision="int8"`` every Linear's input is first quantised at run time
-(``quantize.quantize_activation_kernel``: per-token absmax -> u8, packed
+(``quantize.quantize_activation_kernel``: per-token scale and zero point -> u8, packed
 ``[K/4, M, 4]``; Q, K and V share one after CSE) and the layer becomes the int8 BSR
 kernel (blocks spanning 4 input columns: 16x4, 4x4, 1x4, ...) or the int8 VNNI
 dense kernel, weights quantised per output row at compile time. Layers whose
@@ -217,11 +217,11 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             return y, schedule.label
 
         def quantized(self, x2, m, k):
-            """(XP u8 [K/4, tokens, 4], scale [tokens]): the activation quantised at run time, per token."""
+            """(XP u8 [K/4, tokens, 4], params [2, tokens]): the activation quantised at run time, per token."""
             tokens = quantize.padded_tokens(m)
             gv = self.kernel(("quantize", m, k, tokens), lambda: quantize.quantize_activation_kernel(m, k, tokens))
             pair = self.builder_.emit(relax.call_tir(gv, [x2], [relax.TensorType((k // 4, tokens, 4), "uint8"),
-                                                               relax.TensorType((tokens,), "float32")]))
+                                                               relax.TensorType((2, tokens), "float32")]))
             xp = self.builder_.emit(relax.TupleGetItem(pair, 0))
             return xp, self.builder_.emit(relax.TupleGetItem(pair, 1)), tokens
 
@@ -236,7 +236,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
                 gv = self.kernel(("dense_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_dense_matmul(tokens, k, n))
                 packed = amx_bsr_kernel.prepare_dense(weight)
                 args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale),
-                        relax.const(packed.correction)]
+                        relax.const(packed.sums)]
                 y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
                 return self.sliced(y, tokens, m), amx_bsr_kernel.dense_schedule(tokens).label
             schedule = int8_dense_kernel.default_schedule(tokens, n, options.vnni)
@@ -247,7 +247,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
                     lambda chosen: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule, epilogue=chosen),
                     gelu=False)
             packed = int8_dense_kernel.prepare_weight(weight)
-            args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale), relax.const(packed.correction)]
+            args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale), relax.const(packed.sums)]
             y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
             return self.sliced(y, tokens, m), schedule.label
 
@@ -261,7 +261,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             gv = self.kernel(("bsr_int8", tokens, k, n, *sparse.block, schedule.variant, schedule.tile,
                               int(schedule.vnni)), lambda: int8_bsr_kernel.bsr_int8_matmul(shape, schedule))
             args = [xp, scale, relax.const(sparse.data), relax.const(sparse.indices), relax.const(sparse.indptr),
-                    relax.const(sparse.scale), relax.const(sparse.correction)]
+                    relax.const(sparse.scale), relax.const(sparse.sums)]
             out = self.builder_.emit(relax.call_tir(
                 gv, args, relax.TensorType(int8_bsr_kernel.output_shape(shape, schedule), "float32")))
             y = out if schedule.variant == "rows" else self.builder_.emit(relax.op.permute_dims(out))
@@ -271,7 +271,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             n, k = packed.shape
             gv = self.kernel(("bsr_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n))
             args = [xp, scale, relax.const(packed.apack), relax.const(packed.cols), relax.const(packed.chunk_ptr),
-                    relax.const(packed.scale), relax.const(packed.correction)]
+                    relax.const(packed.scale), relax.const(packed.sums)]
             y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
             return self.sliced(y, tokens, m), amx_bsr_kernel.default_schedule(tokens).label
 

@@ -92,7 +92,7 @@ class Int8Bsr:
     indices: np.ndarray  # int32 [nnz]
     indptr: np.ndarray  # int32 [n / rows + 1]
     scale: np.ndarray  # float32 [n]
-    correction: np.ndarray  # int32 [n]: 128 * row sums
+    sums: np.ndarray  # int32 [n]: row sums (times a token's zero point: what to take back)
 
     @property
     def nnz_blocks(self) -> int:
@@ -115,11 +115,11 @@ def int8_bsr_of_quantized(qweight: np.ndarray, scale: np.ndarray, block: tuple[i
     bsr = bsr_format.to_bsr(qweight.astype(np.float32), block)  # exact: int8 values are floats
     data = np.ascontiguousarray(bsr.data.transpose(0, 2, 1)).astype(np.int8)
     return Int8Bsr(tuple(qweight.shape), tuple(block), data, bsr.indices, bsr.indptr, scale.astype(np.float32),
-                   quantize.column_correction(qweight))
+                   quantize.weight_sums(qweight))
 
 
 def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantize: bool = True):
-    """PrimFunc ``(XP, x_scale, data, indices, indptr, w_scale, corr) -> Y`` (rows) / ``YT`` (tokens) float32;
+    """PrimFunc ``(XP, x_params, data, indices, indptr, w_scale, sums) -> Y`` (rows) / ``YT`` (tokens) float32;
     with ``dequantize=False``: ``(XP, data, indices, indptr) -> int32`` accumulations (exact tests)."""
     from tvm.script import tirx as T
 
@@ -157,7 +157,7 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
         return T.Cast("int32", data[block, b * LANES + lane, q] if rows_variant else data[block, a, q])
 
     @T.macro
-    def body(xp, data, indices, indptr, out, x_scale, w_scale, corr):
+    def body(xp, data, indices, indptr, out, x_params, w_scale, sums):
         for i in T.parallel(block_rows):
             for to in range(m // tile):
                 acc = T.decl_buffer((outer * inner * LANES,), "int32", scope="global")
@@ -182,23 +182,23 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
                 for a in T.unroll(outer):
                     for b in T.unroll(inner):
                         if rows_variant:  # Y[token, feature]
-                            store(out, x_scale, w_scale, corr, to * tile + a, i * rows + b * LANES, acc,
+                            store(out, x_params, w_scale, sums, to * tile + a, i * rows + b * LANES, acc,
                                   (a * inner + b) * LANES, True)
                         else:  # Y^T[feature, token]
-                            store(out, x_scale, w_scale, corr, i * rows + a, to * tile + b * LANES, acc,
+                            store(out, x_params, w_scale, sums, i * rows + a, to * tile + b * LANES, acc,
                                   (a * inner + b) * LANES, False)
 
     if dequantize:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
                    data_handle: T.handle, indices_handle: T.handle, indptr: T.Buffer((block_rows + 1,), "int32"),
-                   w_scale: T.Buffer((shape.n,), "float32"), corr: T.Buffer((shape.n,), "int32"),
+                   w_scale: T.Buffer((shape.n,), "float32"), sums: T.Buffer((shape.n,), "int32"),
                    out: T.Buffer(out_shape, out_dtype)):
             nnz = T.int32()
             data = T.match_buffer(data_handle, (nnz, rows, 4), "int8")
             indices = T.match_buffer(indices_handle, (nnz,), "int32")
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, data, indices, indptr, out, x_scale, w_scale, corr)
+            body(xp, data, indices, indptr, out, x_params, w_scale, sums)
     else:
         @T.prim_func(private=True, s_tir=True)
         def kernel(xp: T.Buffer((groups, m, 4), "uint8"), data_handle: T.handle, indices_handle: T.handle,

@@ -1,10 +1,10 @@
 """The dense int8 Linear kernel: ``Y[M, N] = dequant(XP(u8) . Wp(s8))`` with AVX-512 VNNI.
 
 Inputs (see ``core.tvm.quantize`` for the quantisation): the activation packed
-``XP[K/4, M, 4]`` u8 (zero point 128) and its scale ``[1]``, the weight packed
+``XP[K/4, M, 4]`` u8 with each token's scale and zero point ``x_params[2, M]``, the weight packed
 ``Wp[N/16, K/4, 16, 4]`` s8 (one 64-byte panel slice = 16 output features x 4
 inputs, exactly the s8 operand of one ``vpdpbusd``), per-row weight scales and
-the zero-point correction ``corr[n] = 128 * sum_k W[n, k]``. Register tile: ``tile``
+the row sums ``sums[n] = sum_k W[n, k]`` (times a token's zero point: what to take back). Register tile: ``tile``
 tokens x ``panels`` x 16 features of int32 accumulators; per 4-input step the
 kernel broadcasts one u8x4 word per token and issues ``tile * panels`` vpdpbusd.
 The epilogue dequantises in float32 and writes ``Y[M, N]``. Parallel over
@@ -100,12 +100,12 @@ def pack_weight(qweight: np.ndarray) -> np.ndarray:
 class PackedInt8Weight:
     packed: np.ndarray
     scale: np.ndarray  # float32 [N]
-    correction: np.ndarray  # int32 [N]
+    sums: np.ndarray  # int32 [N]
 
 
 def prepare_weight(weight: np.ndarray) -> PackedInt8Weight:
     qweight, scale = quantize.quantize_weight(weight)
-    return PackedInt8Weight(pack_weight(qweight), scale, quantize.column_correction(qweight))
+    return PackedInt8Weight(pack_weight(qweight), scale, quantize.weight_sums(qweight))
 
 
 def word_broadcast(word):
@@ -120,13 +120,14 @@ def int8_macros():
     """TVMScript macros the int8 kernels share (dense here, BSR in ``int8_bsr_kernel``):
 
     - ``zero(acc, vectors)``: clear ``vectors`` accumulator vectors of 16 int32;
-    - ``store(y, x_scale, w_scale, corr, row, col, acc, slot, lanes_are_features)``: one accumulator vector to
+    - ``store(y, x_params, w_scale, sums, row, col, acc, slot, lanes_are_features)``: one accumulator vector to
       ``y[row, col:col + 16]``. With ``lanes_are_features`` the 16 lanes are features of token ``row`` (row-major
       Y); otherwise they are tokens of feature ``row`` (the transposed Y^T of the ``tokens`` BSR kernels).
 
-    A store dequantises when ``x_scale`` is given, ``(acc - corr) * x_scale[token] * w_scale``, and writes the raw
-    int32 accumulation otherwise (exact tests). ``bias[feature]`` and then ``residual[row, col + lane]`` are added
-    when given (the dense kernel's epilogue, ``core.tvm.epilogue``; rows are tokens there)."""
+    A store dequantises when ``x_params`` is given, ``(acc - zero[token] * sums) * scale[token] * w_scale``, and
+    writes the raw int32 accumulation otherwise (exact tests). ``bias[feature]`` and then
+    ``residual[row, col + lane]`` are added when given (the dense kernel's epilogue, ``core.tvm.epilogue``; rows
+    are tokens there)."""
     from tvm.script import tirx as T
 
     @T.macro
@@ -136,13 +137,14 @@ def int8_macros():
                 acc[a * LANES + lane] = 0
 
     @T.macro
-    def store(y, x_scale, w_scale, corr, row, col, acc, slot, lanes_are_features, bias=None, residual=None):
+    def store(y, x_params, w_scale, sums, row, col, acc, slot, lanes_are_features, bias=None, residual=None):
         for lane in T.vectorized(LANES):
             feature = T.meta_var(col + lane if lanes_are_features else row)
             token = T.meta_var(row if lanes_are_features else col + lane)
-            value = T.meta_var(T.Cast("float32", acc[slot + lane] - corr[feature]) * (x_scale[token] * w_scale[feature])
-                               if x_scale is not None else None)
-            if x_scale is None:
+            value = T.meta_var(T.Cast("float32", acc[slot + lane] - T.Cast("int32", x_params[1, token]) * sums[feature])
+                               * (x_params[0, token] * w_scale[feature])
+                               if x_params is not None else None)
+            if x_params is None:
                 y[row, col + lane] = acc[slot + lane]
             elif bias is None:
                 y[row, col + lane] = value
@@ -156,7 +158,7 @@ def int8_macros():
 
 def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, dequantize: bool = True,
                       epilogue: Epilogue = NO_EPILOGUE):
-    """PrimFunc ``(XP, x_scale, Wp, w_scale, corr[, bias[, residual]]) -> Y[m, n]`` float32, or with
+    """PrimFunc ``(XP, x_params, Wp, w_scale, sums[, bias[, residual]]) -> Y[m, n]`` float32, or with
     ``dequantize=False`` ``(XP, Wp) -> ACC[m, n]`` int32 (the raw accumulation, for exact tests). The epilogue
     may add the bias, or the bias and a residual; GELU is not available here (TOPI's fast erf is a te op)."""
     from tvm.script import tirx as T
@@ -172,7 +174,7 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
     width = panels * LANES
 
     @T.macro
-    def body(xp, wp, y, x_scale, w_scale, corr, bias=None, residual=None):
+    def body(xp, wp, y, x_params, w_scale, sums, bias=None, residual=None):
         for task in T.parallel(tiles * panel_groups):
             acc = T.decl_buffer((tile * width,), "int32", scope="global")
             zero(acc, tile * panels)
@@ -194,31 +196,31 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
                                         * T.Cast("int32", wp[panel0 + p, c, lane, q])
             for t in T.unroll(tile):
                 for p in T.unroll(panels):
-                    store(y, x_scale, w_scale, corr, token0 + t, (panel0 + p) * LANES, acc, (t * panels + p) * LANES,
+                    store(y, x_params, w_scale, sums, token0 + t, (panel0 + p) * LANES, acc, (t * panels + p) * LANES,
                           True, bias, residual)
 
     if epilogue.residual:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
                    wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
-                   corr: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"),
+                   sums: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"),
                    residual: T.Buffer((m, n), "float32"), y: T.Buffer((m, n), "float32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, wp, y, x_scale, w_scale, corr, bias, residual)
+            body(xp, wp, y, x_params, w_scale, sums, bias, residual)
     elif epilogue.bias:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
                    wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
-                   corr: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"), y: T.Buffer((m, n), "float32")):
+                   sums: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"), y: T.Buffer((m, n), "float32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, wp, y, x_scale, w_scale, corr, bias)
+            body(xp, wp, y, x_params, w_scale, sums, bias)
     elif dequantize:
         @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_scale: T.Buffer((m,), "float32"),
+        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
                    wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
-                   corr: T.Buffer((n,), "int32"), y: T.Buffer((m, n), "float32")):
+                   sums: T.Buffer((n,), "int32"), y: T.Buffer((m, n), "float32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, wp, y, x_scale, w_scale, corr)
+            body(xp, wp, y, x_params, w_scale, sums)
     else:
         @T.prim_func(private=True, s_tir=True)
         def kernel(xp: T.Buffer((groups, m, 4), "uint8"), wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"),

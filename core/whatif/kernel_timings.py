@@ -195,7 +195,7 @@ class QuantizeTable:
         tokens = quantize.padded_tokens(m)
         kernel = _compile(quantize.quantize_activation_kernel(m, k, tokens), self.threads)
         x, xp, scale = _tensors(_random((m, k), 0), np.zeros((k // 4, tokens, 4), np.uint8),
-                                np.zeros((tokens,), np.float32))
+                                np.zeros((2, tokens), np.float32))
         return [_Call(lambda: kernel(x, xp, scale), m * k * 4)]
 
     def summary(self, timings: list[Timing]) -> dict:
@@ -323,6 +323,11 @@ def _compile(func, threads: int):
     return tvm.compile(module, target=host_target(threads))["main"]
 
 
+def _unit_params(tokens: int) -> np.ndarray:
+    """Activation parameters of ``tokens`` tokens (scale 1, zero point 0): the int8 kernels' ``x_params``."""
+    return np.stack([np.ones(tokens, np.float32), np.zeros(tokens, np.float32)])
+
+
 def _tensors(*arrays: np.ndarray) -> list:
     import tvm
 
@@ -375,17 +380,17 @@ def _int8_bsr_calls(tokens: int, layer: tuple[int, int], block: tuple[int, int],
                       else int8_bsr_kernel.bsr_int8_matmul(shape, schedule), threads)
     xp = np.random.default_rng(0).integers(0, 256, (k // 4, tokens, 4), dtype=np.uint8)
     out_shape = (tokens, n) if amx else int8_bsr_kernel.output_shape(shape, schedule)
-    x, scale, out = _tensors(xp, np.ones((tokens,), np.float32), np.zeros(out_shape, np.float32))
+    x, scale, out = _tensors(xp, _unit_params(tokens), np.zeros(out_shape, np.float32))
     calls = []
     for sparsity in SPARSITY_GRID:
         sparse = int8_bsr_kernel.to_int8_bsr(random_block_sparse((n, k), sparsity, block, seed=0), block)
         if amx:
             packed = amx_bsr_kernel.pack(sparse)
-            weights = _tensors(packed.apack, packed.cols, packed.chunk_ptr, packed.scale, packed.correction)
+            weights = _tensors(packed.apack, packed.cols, packed.chunk_ptr, packed.scale, packed.sums)
             calls.append(_Call(lambda weights=weights: kernel(x, scale, *weights, out),
                                packed.apack.nbytes + packed.cols.nbytes + packed.chunk_ptr.nbytes))
             continue
-        weights = _tensors(sparse.data, sparse.indices, sparse.indptr, sparse.scale, sparse.correction)
+        weights = _tensors(sparse.data, sparse.indices, sparse.indptr, sparse.scale, sparse.sums)
         calls.append(_Call(lambda weights=weights: kernel(x, scale, *weights, out),
                            sparse.data.nbytes + sparse.indices.nbytes + sparse.indptr.nbytes))
     return calls
@@ -402,6 +407,6 @@ def _int8_dense_call(tokens: int, layer: tuple[int, int], schedule, threads: int
         kernel = _compile(int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule), threads)
         packed = int8_dense_kernel.prepare_weight(_random((n, k), 1))
     xp = np.random.default_rng(0).integers(0, 256, (k // 4, tokens, 4), dtype=np.uint8)
-    x, scale, weight, w_scale, corr, out = _tensors(xp, np.ones((tokens,), np.float32), packed.packed, packed.scale,
-                                                    packed.correction, np.zeros((tokens, n), np.float32))
+    x, scale, weight, w_scale, corr, out = _tensors(xp, _unit_params(tokens), packed.packed, packed.scale,
+                                                    packed.sums, np.zeros((tokens, n), np.float32))
     return _Call(lambda: kernel(x, scale, weight, w_scale, corr, out), n * k)
