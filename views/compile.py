@@ -53,7 +53,8 @@ with st.form("tvm"):
     repeats = cols[2].number_input("Timing repeats", 5, 200, DEFAULTS.repeats, key="tvm-repeats")
     precision = cols[3].radio("Precision", PRECISIONS, horizontal=True, key="tvm-precision",
                               index=url_index("precision", PRECISIONS, "fp32"),
-                              help="int8: int8 weights (per output channel) x dynamically quantized activations, "
+                              help="int8: int8 weights (per output channel) x activations quantized per token at "
+                                   "run time, "
                                    "VNNI or AMX kernels; pick an x4 block for the sparse build")
     cols = st.columns([3, 1])
     peers = cols[0].multiselect("Dense engines to beat", PEERS, default=PEERS, key="tvm-peers",

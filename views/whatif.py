@@ -29,7 +29,8 @@ st.markdown("An estimate of the whole model's TVM latency for each sparsity and 
             "and drawn as lines.")
 
 precision = st.radio("Precision", PRECISIONS, horizontal=True, key="whatif-precision",
-                     help="int8: int8 weights (per output row) x dynamically quantised activations, VNNI kernels "
+                     help="int8: int8 weights (per output row) x activations quantised per token at run time, "
+                          "VNNI kernels "
                           "(AMX tiles for 16x4 and dense on CPUs that have them); "
                           "blocks of 4 input columns")
 with st.form("whatif"):

@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
                              f"{','.join(format_block(b) for b in DEFAULT_BLOCKS_BY_PRECISION['fp32'])}; int8: "
                              f"{','.join(format_block(b) for b in DEFAULT_BLOCKS_BY_PRECISION['int8'])})")
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
-                        help="int8: int8 weights x dynamically quantised activations (VNNI / AMX kernels)")
+                        help="int8: int8 weights x activations quantised per token at run time (VNNI / AMX kernels)")
     parser.add_argument("--peers", default="all",
                         help="dense engines to compare with, comma-separated, 'all' or 'none' "
                              "(measured once per model, shape and threads, then cached)")
