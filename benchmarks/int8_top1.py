@@ -48,18 +48,15 @@ WORDNET_CLASSES = {5: "animal", 6: "artifact", 8: "body", 13: "food", 15: "locat
 def wordnet_definitions(folder: Path, train: int, test: int, seed: int = 0) -> tuple[list, list]:
     """``(train, test)``: lists of ``(definition, class index)``, ``train`` / ``test`` per class, disjoint."""
     import random
-    import re
+
+    from scripts.wordnet_corpus import gloss_entries
 
     data = folder / "data.noun"
     if not data.is_file():
         raise SystemExit(f"No WordNet noun data at {data}: apt-get download wordnet-base && dpkg-deb -x "
                          "wordnet-base_*.deb /tmp/wn, then --wordnet /tmp/wn/usr/share/wordnet")
     by_class: dict[int, list[str]] = {number: [] for number in WORDNET_CLASSES}
-    for line in data.read_text(encoding="latin-1").splitlines():
-        if line.startswith("  ") or "|" not in line:  # the licence header, or no gloss
-            continue
-        number = int(line.split()[1])
-        definition = re.sub(r"^\([^)]*\)\s*", "", line.split("|", 1)[1].split(";")[0].strip())
+    for number, definition, _ in gloss_entries(data):
         if number in by_class and len(definition.split()) >= 4 and not definition.startswith('"'):
             by_class[number].append(definition)
     rng = random.Random(seed)
@@ -114,9 +111,9 @@ def agreement(build: str, runner, batches: list, expected: list, layers_int8, la
     actual, reference = actual[:count], reference[:count]
     same = actual.argmax(1) == reference.argmax(1)
     top2 = np.sort(reference, axis=1)[:, -2:]
+    margins = top2[:, 1] - top2[:, 0]  # fp32: how far the answer is from the runner-up
     row = {"build": build, "agreement": float(same.mean()), "same": int(same.sum()), "inputs": count,
-           "flip_margins": [float(m) for m in (top2[:, 1] - top2[:, 0])[~same]],
-           "median_margin": float(np.median(top2[:, 1] - top2[:, 0])),
+           "flip_margins": [float(m) for m in margins[~same]], "median_margin": float(np.median(margins)),
            "cosine": float(cosine_rows(actual, reference)), "layers_int8": layers_int8}
     if labels is not None:
         truth = np.asarray(labels)
@@ -160,6 +157,7 @@ def main() -> None:
     source = resolve(model_name)
     shape = InputShape(BATCH, args.seq_len)
     cache = default_cache()
+    classes, labels = (len(WORDNET_CLASSES) if trained else args.labels), None
     if trained:
         train_rows, test_rows = wordnet_definitions(Path(args.wordnet), args.train_per_class, args.test_per_class)
         tokenizer = source.load_tokenizer()
@@ -169,7 +167,6 @@ def main() -> None:
     rows = []
     for label, block in BUILDS:
         model = source.load_model("sequence-classification")
-        classes = len(WORDNET_CLASSES) if trained else args.labels
         if model.config.num_labels != classes:  # a new head of the asked size, seeded
             torch.manual_seed(0)
             model.config.num_labels = classes
@@ -195,22 +192,20 @@ def main() -> None:
                 runner = engine.load(engine.prepare(ref, shape, cache), shape, args.threads)
                 runners.append((f"{name} ({runner.precision}){' @90%' if block else ''}", runner, None))
             for build, runner, layers_int8 in runners:
-                rows.append(agreement(build, runner, batches, expected, layers_int8, labels if trained else None))
+                rows.append(agreement(build, runner, batches, expected, layers_int8, labels))
                 print(f"{build}: {rows[-1]['same']}/{rows[-1]['inputs']} same top-1, logits cosine "
                       f"{rows[-1]['cosine']:.5f}", file=sys.stderr)
     if trained:
-        print(f"{model_name} + a trained {len(WORDNET_CLASSES)}-class head (logistic regression on WordNet noun "
-              f"definitions, {args.train_per_class} per class), {len(labels)} held-out definitions padded to "
-              f"{args.seq_len} tokens; int8 build vs PyTorch fp32 with the same weights\n")
-        print("| build | same top-1 | fp32 margins of the changed answers | median fp32 margin | accuracy int8 / "
-              "fp32 | logits cosine | int8 layers |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print(f"{model_name} + a trained {classes}-class head (logistic regression on WordNet noun definitions, "
+              f"{args.train_per_class} per class), {len(labels)} held-out definitions padded to {args.seq_len} "
+              "tokens; int8 build vs PyTorch fp32 with the same weights\n")
     else:
-        print(f"{model_name} + {args.labels}-class head (seeded random weights), batch {BATCH} x seq "
+        print(f"{model_name} + {classes}-class head (seeded random weights), batch {BATCH} x seq "
               f"{args.seq_len}, {args.batches * BATCH} inputs; int8 build vs PyTorch fp32 with the same weights\n")
-        print("| build | same top-1 | fp32 margins of the changed answers | median fp32 margin | logits cosine | "
-              "int8 layers |")
-        print("| --- | --- | --- | --- | --- | --- |")
+    columns = ["build", "same top-1", "fp32 margins of the changed answers", "median fp32 margin",
+               *(["accuracy int8 / fp32"] if trained else []), "logits cosine", "int8 layers"]
+    print(f"| {' | '.join(columns)} |")
+    print(f"|{' --- |' * len(columns)}")
     for row in rows:
         flips = sorted(row["flip_margins"], reverse=True)
         margins = (", ".join(f"{m:.4f}" for m in flips) if len(flips) <= 4

@@ -31,18 +31,23 @@ def words(sentence: str) -> set[str]:
     return set(re.findall(r"[a-z]+", sentence.lower()))
 
 
+def gloss_entries(data_file: Path):
+    """``(lexicographer file number, definition, example sentences)`` of every synset of one WordNet data file
+    (``data.noun``, ...): the number says the synset's category (5 noun.animal, 13 noun.food, ...)."""
+    for line in data_file.read_text(encoding="latin-1").splitlines():
+        if line.startswith("  ") or "|" not in line:  # the licence header, or no gloss
+            continue
+        pieces = [p.strip() for p in line.split("|", 1)[1].split(";")]
+        definition = re.sub(r"^\([^)]*\)\s*", "", pieces[0])  # "(botany) tissue that ..." -> "tissue that ..."
+        yield int(line.split()[1]), definition, [p.strip('" ') for p in pieces[1:] if p.startswith('"')]
+
+
 def glosses(folder: Path):
     """(examples, definitions) from WordNet's data.noun / .verb / .adj / .adv files."""
     examples, definitions = set(), set()
     for part in ("noun", "verb", "adj", "adv"):
-        for line in (folder / f"data.{part}").read_text(encoding="latin-1").splitlines():
-            if line.startswith("  ") or "|" not in line:  # the licence header, or no gloss
-                continue
-            pieces = [p.strip() for p in line.split("|", 1)[1].split(";")]
-            for piece in pieces[1:]:
-                if piece.startswith('"'):
-                    examples.add(piece.strip('" '))
-            definition = re.sub(r"^\([^)]*\)\s*", "", pieces[0])  # "(botany) tissue that ..." -> "tissue that ..."
+        for _, definition, sentences in gloss_entries(folder / f"data.{part}"):
+            examples.update(sentences)
             if definition and not definition.startswith('"'):
                 definitions.add(definition)
     keep = lambda items: sorted(s for s in items if len(s.split()) >= MIN_WORDS and s[0].isalpha())  # noqa: E731

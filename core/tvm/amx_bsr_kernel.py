@@ -39,7 +39,7 @@ import numpy as np
 
 from core.tvm import quantize
 from core.tvm.int8_bsr_kernel import Int8Bsr
-from core.tvm.int8_dense_kernel import LANES, PackedInt8Weight
+from core.tvm.int8_dense_kernel import LANES, PackedInt8Weight, dequantized
 
 AMX_ENV = "SPARSELAB_INT8_AMX"  # "0" keeps the VNNI kernels on an AMX CPU (comparisons, tests)
 TILE_ROWS = 16  # output features per tile (block rows are cut into 16-row slices)
@@ -267,9 +267,7 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool):
                             if x_params is None:
                                 out[token, feature] = acc[at]
                             else:
-                                out[token, feature] = T.Cast(
-                                    "float32", acc[at] - T.Cast("int32", x_params[1, token]) * sums[feature]) \
-                                    * (x_params[0, token] * w_scale[feature])
+                                out[token, feature] = dequantized(acc[at], x_params, w_scale, sums, token, feature)
             _intrin("tilerelease")
 
     if dense and dequantize:

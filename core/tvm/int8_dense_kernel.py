@@ -116,6 +116,15 @@ def word_broadcast(word):
     return T.reinterpret("int8x64", T.broadcast(T.reinterpret("int32", word), LANES))
 
 
+def dequantized(acc, x_params, w_scale, sums, token, feature):
+    """The float32 output of one int32 accumulation (a TIR expression; ``core.tvm.quantize.dequantize`` in numpy):
+    ``(acc - zero[token] * sums[feature]) * (scale[token] * w_scale[feature])``. Every int8 kernel's epilogue."""
+    from tvm.script import tirx as T
+
+    return T.Cast("float32", acc - T.Cast("int32", x_params[1, token]) * sums[feature]) \
+        * (x_params[0, token] * w_scale[feature])
+
+
 def int8_macros():
     """TVMScript macros the int8 kernels share (dense here, BSR in ``int8_bsr_kernel``):
 
@@ -141,8 +150,7 @@ def int8_macros():
         for lane in T.vectorized(LANES):
             feature = T.meta_var(col + lane if lanes_are_features else row)
             token = T.meta_var(row if lanes_are_features else col + lane)
-            value = T.meta_var(T.Cast("float32", acc[slot + lane] - T.Cast("int32", x_params[1, token]) * sums[feature])
-                               * (x_params[0, token] * w_scale[feature])
+            value = T.meta_var(dequantized(acc[slot + lane], x_params, w_scale, sums, token, feature)
                                if x_params is not None else None)
             if x_params is None:
                 y[row, col + lane] = acc[slot + lane]

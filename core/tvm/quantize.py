@@ -84,11 +84,15 @@ def quantize_activation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return u.astype(np.uint8), params
 
 
+def unit_params(tokens: int) -> np.ndarray:
+    """``[2, tokens]`` of scale 1 and zero point 0: what a padding token gets (and a timing run with any input)."""
+    return np.stack([np.ones(tokens, np.float32), np.zeros(tokens, np.float32)])
+
+
 def padded_params(params: np.ndarray, tokens: int | None = None) -> np.ndarray:
-    """``[2, M]`` -> ``[2, tokens]`` (padding tokens: scale 1, zero point 0): the kernels' ``x_params`` operand."""
+    """``[2, M]`` -> ``[2, tokens]`` (padding tokens: ``unit_params``): the kernels' ``x_params`` operand."""
     params = np.asarray(params, np.float32).reshape(2, -1)
-    padded = np.zeros((2, tokens or padded_tokens(params.shape[1])), np.float32)
-    padded[0] = 1.0
+    padded = unit_params(tokens or padded_tokens(params.shape[1]))
     padded[:, :params.shape[1]] = params
     return padded
 

@@ -323,11 +323,6 @@ def _compile(func, threads: int):
     return tvm.compile(module, target=host_target(threads))["main"]
 
 
-def _unit_params(tokens: int) -> np.ndarray:
-    """Activation parameters of ``tokens`` tokens (scale 1, zero point 0): the int8 kernels' ``x_params``."""
-    return np.stack([np.ones(tokens, np.float32), np.zeros(tokens, np.float32)])
-
-
 def _tensors(*arrays: np.ndarray) -> list:
     import tvm
 
@@ -371,7 +366,7 @@ def _int8_bsr_calls(tokens: int, layer: tuple[int, int], block: tuple[int, int],
                     threads: int) -> list[_Call]:
     """The int8 BSR kernel on random block-sparse weights (quantised per row) at every grid sparsity."""
     from core.pruning.random_weights import random_block_sparse
-    from core.tvm import amx_bsr_kernel, int8_bsr_kernel
+    from core.tvm import amx_bsr_kernel, int8_bsr_kernel, quantize
 
     n, k = layer
     amx = isinstance(schedule, amx_bsr_kernel.AmxSchedule)
@@ -380,7 +375,7 @@ def _int8_bsr_calls(tokens: int, layer: tuple[int, int], block: tuple[int, int],
                       else int8_bsr_kernel.bsr_int8_matmul(shape, schedule), threads)
     xp = np.random.default_rng(0).integers(0, 256, (k // 4, tokens, 4), dtype=np.uint8)
     out_shape = (tokens, n) if amx else int8_bsr_kernel.output_shape(shape, schedule)
-    x, scale, out = _tensors(xp, _unit_params(tokens), np.zeros(out_shape, np.float32))
+    x, scale, out = _tensors(xp, quantize.unit_params(tokens), np.zeros(out_shape, np.float32))
     calls = []
     for sparsity in SPARSITY_GRID:
         sparse = int8_bsr_kernel.to_int8_bsr(random_block_sparse((n, k), sparsity, block, seed=0), block)
@@ -397,7 +392,7 @@ def _int8_bsr_calls(tokens: int, layer: tuple[int, int], block: tuple[int, int],
 
 
 def _int8_dense_call(tokens: int, layer: tuple[int, int], schedule, threads: int) -> _Call:
-    from core.tvm import amx_bsr_kernel, int8_dense_kernel
+    from core.tvm import amx_bsr_kernel, int8_dense_kernel, quantize
 
     n, k = layer
     if isinstance(schedule, amx_bsr_kernel.AmxSchedule):
@@ -407,6 +402,6 @@ def _int8_dense_call(tokens: int, layer: tuple[int, int], schedule, threads: int
         kernel = _compile(int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule), threads)
         packed = int8_dense_kernel.prepare_weight(_random((n, k), 1))
     xp = np.random.default_rng(0).integers(0, 256, (k // 4, tokens, 4), dtype=np.uint8)
-    x, scale, weight, w_scale, corr, out = _tensors(xp, _unit_params(tokens), packed.packed, packed.scale,
+    x, scale, weight, w_scale, corr, out = _tensors(xp, quantize.unit_params(tokens), packed.packed, packed.scale,
                                                     packed.sums, np.zeros((tokens, n), np.float32))
     return _Call(lambda: kernel(x, scale, weight, w_scale, corr, out), n * k)
