@@ -13,6 +13,7 @@ unstructured, or m:n with ``--mn 2:4``, or blocks with ``--block 16x4`` (``--str
 
 from core.errors import SparseLabError
 from core.model_source import TASKS
+from core.pruning.allocation import ALLOCATIONS
 from core.pruning.apply import (
     DEFAULT_BLOCK,
     DEFAULT_CALIBRATION,
@@ -46,6 +47,10 @@ def add_arguments(parser) -> None:
                         help="sparsegpt/wanda: calibration sentences from core/data/corpus.txt")
     parser.add_argument("--damping", type=float, default=DEFAULT_DAMPING,
                         help="sparsegpt: Hessian damping, a fraction of its mean diagonal")
+    parser.add_argument("--allocation", choices=ALLOCATIONS, default="uniform",
+                        help="sparsegpt/wanda: every layer at --sparsity (uniform), or per-layer sparsities from "
+                             "each layer's measured drop on the calibration text, --sparsity overall (sensitivity; "
+                             "measures every layer first: minutes on MiniLM)")
     parser.add_argument("--scope", choices=SCOPES, default="layer", help="one threshold per layer or global")
     parser.add_argument("--norm", choices=NORMS, default="l2", help="block score")
     parser.add_argument("--layers", nargs="+", metavar="PATTERN",
@@ -74,7 +79,8 @@ def run(args) -> dict:
               "scope": args.scope, "norm": args.norm, "patterns": args.layers, "exclude": args.exclude,
               "seed": args.seed}
     if get_method(args.method).needs_calibration:
-        params.update(structure=_structure(args), calibration=args.calibration, damping=args.damping)
+        params.update(structure=_structure(args), calibration=args.calibration, damping=args.damping,
+                      allocation=args.allocation)
     if args.sweep:
         if args.save or args.no_fidelity:
             raise SparseLabError("--sweep measures fidelity and saves nothing: drop --save and --no-fidelity.")
@@ -85,7 +91,8 @@ def run(args) -> dict:
 
         return recover_job({"model": args.model, "method": args.method, "sparsity": args.sparsity, "block": args.block,
                             "mn": args.mn, "scope": args.scope, "seed": args.seed, "minutes": args.minutes,
-                            "lr": args.lr, "corpus_name": args.text, "save": args.save})
+                            "lr": args.lr, "corpus_name": args.text, "allocation": args.allocation,
+                            "save": args.save})
     config = PruneConfig.from_params(params)
     return prune_and_measure(args.model, config, args.task, score=not args.no_fidelity, save=args.save)
 

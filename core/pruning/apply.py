@@ -25,7 +25,8 @@ DEFAULT_MN = "2:4"
 STRUCTURES = ("unstructured", "mn", "block")  # the zeros' shape for methods that take one (sparsegpt, wanda)
 DEFAULT_CALIBRATION = 512  # calibration sentences for the data-aware methods
 DEFAULT_DAMPING = 0.01  # SparseGPT's percdamp: this times H's mean diagonal is added to the diagonal
-CALIBRATION_FIELDS = ("structure", "calibration", "damping")  # in params and as_dict only for those methods
+# in params and as_dict only for the data-aware methods
+CALIBRATION_FIELDS = ("structure", "calibration", "damping", "allocation")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class PruneConfig:
     structure: str = "unstructured"  # data-aware methods: unstructured, mn (m:n) or block (``block``)
     calibration: int = DEFAULT_CALIBRATION  # data-aware methods: how many calibration sentences
     damping: float = DEFAULT_DAMPING  # sparsegpt: Hessian damping, as a fraction of its mean diagonal
+    # data-aware methods: "uniform" (every layer at ``sparsity``) or "sensitivity" (per-layer sparsities from each
+    # layer's measured drop on the calibration text, ``sparsity`` overall: core.pruning.allocation)
+    allocation: str = "uniform"
 
     @classmethod
     def from_params(cls, params: dict) -> PruneConfig:
@@ -56,7 +60,8 @@ class PruneConfig:
         m, n = parse_mn(params.get("mn") or DEFAULT_MN)
         method = get_method(params.get("method") or "magnitude")
         sparsity = params.get("sparsity")
-        known = {k: params[k] for k in ("scope", "norm", "seed", "structure") if params.get(k) is not None}
+        known = {k: params[k] for k in ("scope", "norm", "seed", "structure", "allocation")
+                 if params.get(k) is not None}
         known.update({k: t(params[k]) for k, t in (("calibration", int), ("damping", float))
                       if params.get(k) is not None})
         config = cls(method=method.name, sparsity=-1.0, block=parse_block(params.get("block") or DEFAULT_BLOCK),
@@ -81,7 +86,8 @@ class PruneConfig:
     def _calibration_params(self) -> dict:
         if not get_method(self.method).needs_calibration:
             return {}
-        return {"structure": self.structure, "calibration": self.calibration, "damping": self.damping}
+        return {"structure": self.structure, "calibration": self.calibration, "damping": self.damping,
+                "allocation": self.allocation}
 
     @classmethod
     def from_spec(cls, spec: str, params: dict) -> PruneConfig:
@@ -106,6 +112,14 @@ class PruneConfig:
         if not 0.0 <= self.damping < 10.0:
             raise SparseLabError(f"Damping {self.damping} is outside [0, 10): 0.01 adds 1% of the Hessian's mean "
                                  "diagonal.")
+        from core.pruning.allocation import ALLOCATIONS
+
+        if self.allocation not in ALLOCATIONS:
+            raise SparseLabError(f"Unknown allocation '{self.allocation}'; choose one of {', '.join(ALLOCATIONS)}.")
+        if self.allocation != "uniform" and not method.needs_calibration:
+            data_aware = [name for name, m in methods().items() if m.needs_calibration]
+            raise SparseLabError(f"Allocation '{self.allocation}' measures layers on calibration text: it works with "
+                                 f"{' and '.join(data_aware)}, not {self.method}.")
         if self.norm not in NORMS:
             raise SparseLabError(f"Unknown block norm '{self.norm}'; choose one of {', '.join(NORMS)}.")
         method.validate(self)

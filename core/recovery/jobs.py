@@ -123,7 +123,8 @@ def _train_and_save(request, source, spec, teacher, tokenizer, folder: Path, pro
     layers = plan(teacher, config)
     progress(0.03, "scoring the dense model")
     dense = model_outputs(teacher, tokenizer, pair_sentences(sentence_pairs()))
-    progress(0.05, f"one-shot {config.label} at {config.target_sparsity:g}")
+    measuring = ": measuring each layer first (minutes)" if config.allocation == "sensitivity" else ""
+    progress(0.05, f"one-shot {config.label} at {config.target_sparsity:g}{measuring}")
     one_shot = copy.deepcopy(teacher)
     calibration = None
     if request.one_shot and config.method != "mn":

@@ -53,6 +53,10 @@ class RecoveryRequest:
     frequency: int = 0  # steps between mask updates (0: about 16 updates over the schedule)
     augment: float = 0.5  # fraction of training sentences altered (words dropped, or two sentences joined)
     calibration: int = ONE_SHOT_CALIBRATION
+    # Data-aware starts: "uniform" (every layer at ``sparsity``) or "sensitivity" (per-layer sparsities from each
+    # layer's measured drop on calibration text, the same overall: core.pruning.allocation). See README for the
+    # measured effect at 80% in 16x1 blocks.
+    allocation: str = "uniform"
     seed: int = 0
     resume: bool = True  # continue this request's checkpoint if there is one
     train_embeddings: bool = False  # token/position embeddings are not pruned; frozen unless asked
@@ -145,7 +149,7 @@ class RecoveryRequest:
         """The pruning the masks follow, at the final sparsity (checked: method, sparsity, block, m:n)."""
         method = get_method(self.method)
         params = {"method": self.method, "sparsity": self.sparsity, "scope": self.scope, "seed": self.seed,
-                  "block": self.block, "mn": self.mn}
+                  "block": self.block, "mn": self.mn, "allocation": self.allocation}
         if method.needs_calibration:
             structure = "block" if self.block else "mn" if self.mn else "unstructured"
             params.update(structure=structure, calibration=self.calibration)

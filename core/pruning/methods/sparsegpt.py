@@ -8,10 +8,14 @@ updates between chunks). Layers are pruned block by block, each with inputs from
 (``core.pruning.calibration.sequential_prune``).
 
 ``DataAware`` is the shared part of the calibrated methods (this one and Wanda): the zeros' structure
-(``config.structure``: unstructured, m:n or block), its checks, and the model-level hook.
+(``config.structure``: unstructured, m:n or block), its checks, and the model-level hook. With
+``config.allocation == "sensitivity"`` the layers get different sparsities around the target, chosen from each
+layer's measured sensitivity (``core.pruning.allocation``).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from core.errors import SparseLabError
 from core.pruning.block import check_divisible, format_block
@@ -40,6 +44,9 @@ class DataAware(PruningMethod):
                                  f"{', '.join(STRUCTURES)}.")
         if config.structure == "mn":
             check_mn(config.m, config.n)
+            if config.allocation != "uniform":
+                raise SparseLabError(f"m:n {config.m}:{config.n} prunes every layer alike; a per-layer "
+                                     f"allocation ('{config.allocation}') needs unstructured or block zeros.")
 
     def check_requested_sparsity(self, config, requested):
         fixed = self.fixed_sparsity(config)
@@ -60,6 +67,10 @@ class DataAware(PruningMethod):
             return f"{config.m}:{config.n}"
         return None
 
+    def label(self, config):
+        base = super().label(config)
+        return f"{base} per-layer" if config.allocation == "sensitivity" else base
+
     def prune(self, layers, config):
         raise SparseLabError(f"{self.name} needs the model and calibration inputs: use core.pruning.apply."
                              "prune_model, not the method's prune.")
@@ -67,10 +78,18 @@ class DataAware(PruningMethod):
     def prune_model(self, model, layers, config, calibration):
         from core.pruning.calibration import sequential_prune
 
-        def prune_layer(name, module, hessian, tokens):
-            module.weight.copy_(self.prune_weight(module.weight, hessian, config).to(module.weight.dtype))
+        batches = list(calibration.batches)
+        levels = {name: config.sparsity for name in layers}
+        if config.allocation == "sensitivity":
+            from core.pruning.allocation import sensitivity_levels
 
-        sequential_prune(model, layers, list(calibration.batches), prune_layer)
+            levels = sensitivity_levels(model, layers, config, batches, self.prune_weight)
+
+        def prune_layer(name, module, hessian, tokens):
+            chosen = config if levels[name] == config.sparsity else replace(config, sparsity=levels[name])
+            module.weight.copy_(self.prune_weight(module.weight, hessian, chosen).to(module.weight.dtype))
+
+        sequential_prune(model, layers, batches, prune_layer)
 
     def prune_weight(self, weight, hessian, config):
         """The pruned weight (a new tensor) given the layer's input Hessian ``2 X^T X / n``."""
