@@ -61,8 +61,9 @@ def test_amx_choice_follows_the_environment_and_never_outruns_the_cpu(monkeypatc
 @AMX
 @pytest.mark.slow  # builds with LLVM
 @pytest.mark.parametrize("m, k, n, block, sparsity", [(32, 256, 96, (16, 4), 0.8), (48, 128, 64, (32, 4), 0.5),
-                                                      (16, 768, 32, (16, 4), 0.9)])
-def test_amx_kernel_is_exact(m, k, n, block, sparsity):
+                                                      (16, 768, 32, (16, 4), 0.9), (64, 256, 96, (16, 4), 0.8)])
+@pytest.mark.parametrize("by_tokens", [False, True], ids=["slices", "tokens"])
+def test_amx_kernel_is_exact(m, k, n, block, sparsity, by_tokens):
     rng = np.random.default_rng(5)
     x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
     u8, x_params = quantize.quantize_activation(x)
@@ -71,12 +72,13 @@ def test_amx_kernel_is_exact(m, k, n, block, sparsity):
     packed = amx_bsr_kernel.pack(sparse)
     xp = quantize.pack_activation(u8, m)
     target = host_target(2)
-    exact = int8_dense_kernel.build(amx_bsr_kernel.amx_bsr_matmul(m, k, n, dequantize=False), target)
+    exact = int8_dense_kernel.build(amx_bsr_kernel.amx_bsr_matmul(m, k, n, dequantize=False, by_tokens=by_tokens),
+                                    target)
     acc, = _tensors(np.zeros((m, n), np.int32))
     exact(*_tensors(xp, packed.apack, packed.cols, packed.chunk_ptr), acc)
     reference = quantize.integer_matmul(u8, qweight)
     np.testing.assert_array_equal(acc.numpy(), reference)
-    kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_bsr_matmul(m, k, n), target)
+    kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_bsr_matmul(m, k, n, by_tokens=by_tokens), target)
     y, = _tensors(np.zeros((m, n), np.float32))
     kernel(*_tensors(xp, quantize.padded_params(x_params, m), packed.apack, packed.cols, packed.chunk_ptr, packed.scale,
                      packed.sums), y)
@@ -95,7 +97,8 @@ def test_dense_packing_puts_each_tile_in_place():
 @AMX
 @pytest.mark.slow  # builds with LLVM
 @pytest.mark.parametrize("m, k, n", [(32, 128, 48), (48, 256, 16), (128, 768, 64)])
-def test_amx_dense_kernel_is_exact(m, k, n):
+@pytest.mark.parametrize("by_tokens", [False, True], ids=["slices", "tokens"])
+def test_amx_dense_kernel_is_exact(m, k, n, by_tokens):
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
     u8, x_params = quantize.quantize_activation(x)
@@ -103,13 +106,66 @@ def test_amx_dense_kernel_is_exact(m, k, n):
     sums = quantize.weight_sums(qweight)
     apack, xp = amx_bsr_kernel.pack_dense(qweight), quantize.pack_activation(u8, m)
     target = host_target(2)
-    exact = int8_dense_kernel.build(amx_bsr_kernel.amx_dense_matmul(m, k, n, dequantize=False), target)
+    exact = int8_dense_kernel.build(amx_bsr_kernel.amx_dense_matmul(m, k, n, dequantize=False, by_tokens=by_tokens),
+                                    target)
     acc, = _tensors(np.zeros((m, n), np.int32))
     exact(*_tensors(xp, apack), acc)
     reference = quantize.integer_matmul(u8, qweight)
     np.testing.assert_array_equal(acc.numpy(), reference)
-    kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_dense_matmul(m, k, n), target)
+    kernel = int8_dense_kernel.build(amx_bsr_kernel.amx_dense_matmul(m, k, n, by_tokens=by_tokens), target)
     y, = _tensors(np.zeros((m, n), np.float32))
     kernel(*_tensors(xp, quantize.padded_params(x_params, m), apack, w_scale, sums), y)
     np.testing.assert_allclose(y.numpy(), quantize.dequantize(reference, x_params, w_scale, sums),
                                rtol=1e-6, atol=1e-6)
+
+
+@AMX
+@pytest.mark.slow  # builds with LLVM
+@pytest.mark.parametrize("dense", [False, True], ids=["bsr", "dense"])
+@pytest.mark.parametrize("residual", [False, True], ids=["bias", "bias+residual"])
+def test_amx_epilogue_adds_bias_and_residual_to_the_dequantised_output(dense, residual):
+    from core.tvm.epilogue import Epilogue
+
+    m, k, n = 32, 128, 48
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
+    u8, x_params = quantize.quantize_activation(x)
+    bias = rng.standard_normal(n).astype(np.float32)
+    rest = rng.standard_normal((m, n)).astype(np.float32)
+    chosen = Epilogue(bias=True, residual=residual)
+    if dense:
+        qweight, w_scale = quantize.quantize_weight(rng.standard_normal((n, k)).astype(np.float32))
+        sums = quantize.weight_sums(qweight)
+        func = amx_bsr_kernel.amx_dense_matmul(m, k, n, epilogue=chosen)
+        weights = [amx_bsr_kernel.pack_dense(qweight), w_scale, sums]
+    else:
+        weight, sparse = _sparse(n, k, (16, 4), 0.7, seed=9)
+        qweight, w_scale = quantize.quantize_weight(weight)
+        sums = sparse.sums
+        packed = amx_bsr_kernel.pack(sparse)
+        func = amx_bsr_kernel.amx_bsr_matmul(m, k, n, epilogue=chosen)
+        weights = [packed.apack, packed.cols, packed.chunk_ptr, packed.scale, packed.sums]
+    kernel = int8_dense_kernel.build(func, host_target(2))
+    y, = _tensors(np.zeros((m, n), np.float32))
+    extra = [bias, rest] if residual else [bias]
+    kernel(*_tensors(quantize.pack_activation(u8, m), quantize.padded_params(x_params, m), *weights, *extra), y)
+    expected = quantize.dequantize(quantize.integer_matmul(u8, qweight), x_params, w_scale, sums) + bias[None, :]
+    if residual:
+        expected = expected + rest
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_split_follows_the_token_passes():
+    assert not amx_bsr_kernel.split_by_tokens(32) and not amx_bsr_kernel.split_by_tokens(48)  # one pass
+    assert amx_bsr_kernel.split_by_tokens(64) and amx_bsr_kernel.split_by_tokens(128)  # 2 and 4 passes of 32
+    assert amx_bsr_kernel.default_schedule(128).label == "int8-amx/32/by-tokens"
+    assert amx_bsr_kernel.dense_schedule(48).label == "int8-amx-dense/48"
+
+
+def test_amx_kernels_refuse_an_epilogue_they_cannot_store():
+    from core.tvm.epilogue import Epilogue
+
+    with pytest.raises(ValueError, match="AMX kernel adds a bias"):
+        amx_bsr_kernel.amx_bsr_matmul(32, 128, 48, epilogue=Epilogue(bias=True, gelu=True))
+    with pytest.raises(ValueError, match="AMX kernel adds a bias"):
+        amx_bsr_kernel.amx_dense_matmul(32, 128, 48, epilogue=Epilogue(residual=True))

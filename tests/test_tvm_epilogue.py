@@ -78,6 +78,22 @@ def test_int8_dense_kernels_take_bias_and_residual_and_leave_gelu(tiny_model):
     assert mod["main"].script().count("R.nn.gelu(") == layers
 
 
+@pytest.mark.skipif(not __import__("core.tvm.amx_bsr_kernel", fromlist=["use_amx"]).use_amx(),
+                    reason="this CPU has no AMX int8: the rewrite picks the VNNI kernels")
+@pytest.mark.parametrize("block", [None, (16, 4)], ids=["dense", "bsr-16x4"])
+def test_amx_kernels_take_bias_and_residual_and_leave_gelu(tiny_model, block):
+    from core.pruning.apply import PruneConfig, prune_model
+
+    if block:
+        prune_model(tiny_model, PruneConfig(method="random", sparsity=0.9, block=block))
+    layers = tiny_model.config.num_hidden_layers
+    mod, calls = _fused_calls(tiny_model, RewriteOptions(block=block, precision="int8", amx=True))
+    assert calls == {"_bias": 4 * layers, "_bias_gelu": 0, "_bias_residual": 2 * layers}
+    kind = "bsr_amx" if block else "dense_amx"
+    names = [gv.name_hint for gv in mod.get_global_vars()]
+    assert any(name.startswith(kind) and name.endswith("_bias_residual") for name in names), names
+
+
 def test_epilogues_off_keeps_the_separate_passes(tiny_model):
     mod, calls = _fused_calls(tiny_model, RewriteOptions(block=None, epilogues=False))
     assert calls == {"_bias": 0, "_bias_gelu": 0, "_bias_residual": 0}

@@ -122,7 +122,10 @@ def test_dense_int8_kernel_refuses_an_epilogue_it_cannot_apply(epilogue):
 @pytest.mark.slow
 @pytest.mark.parametrize("vnni", VNNI)
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b[0]}x{b[1]}")
-def test_bsr_int8_kernel(vnni, block):
+@pytest.mark.parametrize("split", ["default", "block-rows", "tokens"])
+def test_bsr_int8_kernel(vnni, block, split):
+    from dataclasses import replace
+
     x, u8, x_params = _activation()
     weight = random_block_sparse((N, K), 0.8, block, seed=4)
     weight[: block[0]] = 0.0  # an empty block row
@@ -133,6 +136,9 @@ def test_bsr_int8_kernel(vnni, block):
     shape = int8_bsr_kernel.Int8BsrShape(M, K, N, block)
     schedule = int8_bsr_kernel.default_schedule(shape, vnni)
     assert schedule.variant == ("rows" if block[0] % 16 == 0 else "tokens")
+    assert schedule.by_tokens == (schedule.variant == "rows")  # 32 tokens: 4 tiles of 8 (rows); tokens: one tile
+    if split != "default":
+        schedule = replace(schedule, by_tokens=split == "tokens")
     target = host_target(2)
     out_shape = int8_bsr_kernel.output_shape(shape, schedule)
 

@@ -234,6 +234,9 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             xp, scale, tokens = self.quantized(x2, m, k)
             if amx_bsr_kernel.dense_applies(k, n, options.amx_choice):
                 gv = self.kernel(("dense_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_dense_matmul(tokens, k, n))
+                if tokens == m:
+                    self.fusable[gv.name_hint] = epilogue.Fusable(
+                        lambda chosen: amx_bsr_kernel.amx_dense_matmul(tokens, k, n, epilogue=chosen), gelu=False)
                 packed = amx_bsr_kernel.prepare_dense(weight)
                 args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale),
                         relax.const(packed.sums)]
@@ -270,6 +273,9 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
         def sparse_amx(self, xp, scale, packed, tokens, m):
             n, k = packed.shape
             gv = self.kernel(("bsr_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n))
+            if tokens == m:  # a padded output is sliced after the kernel: no chain to fold
+                self.fusable[gv.name_hint] = epilogue.Fusable(
+                    lambda chosen: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n, epilogue=chosen), gelu=False)
             args = [xp, scale, relax.const(packed.apack), relax.const(packed.cols), relax.const(packed.chunk_ptr),
                     relax.const(packed.scale), relax.const(packed.sums)]
             y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))

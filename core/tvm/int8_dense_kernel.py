@@ -125,6 +125,14 @@ def dequantized(acc, x_params, w_scale, sums, token, feature):
         * (x_params[0, token] * w_scale[feature])
 
 
+def check_epilogue(kernel: str, epilogue: Epilogue, dequantize: bool) -> None:
+    """The int8 kernels' stores add a bias, or a bias and a residual, to dequantised output (no GELU: TOPI's fast
+    erf is a te op, and these stores are hand-written TIR)."""
+    if epilogue.gelu or (epilogue.residual and not epilogue.bias) or (epilogue and not dequantize):
+        raise ValueError(f"The int8 {kernel} kernel adds a bias, or a bias and a residual, to dequantised output; "
+                         f"not {epilogue.suffix.strip('_') or 'nothing'} with dequantize={dequantize}.")
+
+
 def int8_macros():
     """TVMScript macros the int8 kernels share (dense here, BSR in ``int8_bsr_kernel``):
 
@@ -171,9 +179,7 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
     may add the bias, or the bias and a residual; GELU is not available here (TOPI's fast erf is a te op)."""
     from tvm.script import tirx as T
 
-    if epilogue.gelu or (epilogue.residual and not epilogue.bias) or (epilogue and not dequantize):
-        raise ValueError(f"The int8 dense kernel adds a bias, or a bias and a residual, to dequantised output; "
-                         f"not {epilogue.suffix.strip('_') or 'nothing'} with dequantize={dequantize}.")
+    check_epilogue("dense", epilogue, dequantize)
 
     zero, store = int8_macros()
     tile, panels, vnni = schedule.tile, schedule.panels, schedule.vnni
