@@ -160,6 +160,7 @@ def test_the_split_follows_the_token_passes():
     assert amx_bsr_kernel.split_by_tokens(64) and amx_bsr_kernel.split_by_tokens(128)  # 2 and 4 passes of 32
     assert amx_bsr_kernel.default_schedule(128).label == "int8-amx/32/by-tokens"
     assert amx_bsr_kernel.dense_schedule(48).label == "int8-amx-dense/48"
+    assert amx_bsr_kernel.dense_schedule(128).label == "int8-amx-dense/32"  # dense: by weight slices
 
 
 def test_amx_kernels_refuse_an_epilogue_they_cannot_store():

@@ -94,13 +94,17 @@ def token_tiles(m: int) -> int:
     return next(t for t in (MAX_TOKEN_TILES, 2, 1) if m % (LANES * t) == 0)
 
 
-def split_by_tokens(m: int) -> bool:
+def split_by_tokens(m: int, dense: bool = False) -> bool:
     """Whether the kernel's parallel tasks are token passes (each thread: all features of its tokens) rather than
-    16-row weight slices (each thread: its features of every token). By tokens whenever there are at least
-    ``TOKEN_SPLIT_PASSES`` passes: the quantisation, layer norm and GELU around the kernel split by tokens too, so
-    each thread reads what its own core just wrote. BERT-base int8, 90% 16x4, 2 threads, Intel Xeon VM with AMX
-    (interleaved processes): 13.2-13.7 ms by tokens against 14.8-16.1 ms by slices."""
-    return m // (token_tiles(m) * LANES) >= TOKEN_SPLIT_PASSES
+    16-row weight slices (each thread: its features of every token).
+
+    Sparse: by tokens whenever there are at least ``TOKEN_SPLIT_PASSES`` passes. The quantisation, layer norm and
+    GELU around the kernel split by tokens too, so each thread reads what its own core just wrote, and each thread
+    reading every stored block costs little at 90% (BERT-base int8, 90% 16x4, 2 threads, Intel Xeon VM with AMX,
+    interleaved processes: 13.2-13.7 ms by tokens against 14.8-16.1 ms by slices). Dense: by slices. There the
+    weights are 1.5-6x the output's bytes and each thread would read all of them (BERT-base dense int8, same
+    host, 3 interleaved rounds: 18.8-19.8 ms by slices against 19.6-20.5 ms by tokens)."""
+    return not dense and m // (token_tiles(m) * LANES) >= TOKEN_SPLIT_PASSES
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ def dense_applies(k: int, n: int, amx: bool | None = None) -> bool:
 
 
 def dense_schedule(m: int) -> AmxSchedule:
-    return AmxSchedule(token_tiles(m) * LANES, dense=True, by_tokens=split_by_tokens(m))
+    return AmxSchedule(token_tiles(m) * LANES, dense=True, by_tokens=split_by_tokens(m, dense=True))
 
 
 @dataclass(frozen=True)
@@ -297,7 +301,7 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool, epilogue:
                     else:
                         out[token, feature] = value + bias[feature] + residual[token, feature]
 
-    by_tokens = split_by_tokens(m) if by_tokens is None else by_tokens
+    by_tokens = split_by_tokens(m, dense) if by_tokens is None else by_tokens
 
     @T.macro
     def body(xp, apack, cols, chunk_ptr, out, x_params, w_scale, sums, bias=None, residual=None):
