@@ -54,7 +54,7 @@ def test_quantisation_math():
 
 
 @pytest.mark.slow  # every kernel test builds with LLVM: ~30 s in all
-@pytest.mark.parametrize("m, k", [(12, 64), (32, 96), (20, 768)])
+@pytest.mark.parametrize("m, k", [(12, 64), (32, 96), (20, 768), (12, 8), (16, 4), (20, 24)])
 def test_activation_kernel_is_bit_exact(m, k):
     x, u8, scale = _activation(m, k)
     tokens = quantize.padded_tokens(m)
