@@ -107,3 +107,16 @@ def test_config_and_recovery_request_round_trip_the_allocation():
     with pytest.raises(SparseLabError, match="not block"):
         RecoveryRequest.from_params({"method": "magnitude", "sparsity": 0.8, "block": "16x1",
                                      "allocation": "sensitivity", "minutes": 1})
+
+
+def test_prune_command_refuses_an_allocation_the_method_cannot_take():
+    import argparse
+
+    from core.commands import prune as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--model", "bert-tiny", "--method", "magnitude", "--sparsity", "0.5",
+                              "--allocation", "sensitivity", "--no-fidelity"])
+    with pytest.raises(SparseLabError, match="works with .*not magnitude"):
+        command.run(args)
