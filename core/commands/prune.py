@@ -77,11 +77,9 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     params = {"method": args.method, "sparsity": args.sparsity, "block": args.block, "mn": args.mn,
               "scope": args.scope, "norm": args.norm, "patterns": args.layers, "exclude": args.exclude,
-              "seed": args.seed}
+              "seed": args.seed, "allocation": args.allocation}  # refused by methods that cannot take it
     if get_method(args.method).needs_calibration:
         params.update(structure=_structure(args), calibration=args.calibration, damping=args.damping)
-    if args.allocation != "uniform" or get_method(args.method).needs_calibration:
-        params["allocation"] = args.allocation  # refused with a message by methods that cannot take it
     if args.sweep:
         if args.save or args.no_fidelity:
             raise SparseLabError("--sweep measures fidelity and saves nothing: drop --save and --no-fidelity.")

@@ -85,8 +85,7 @@ def allocate(drops: dict[str, dict[float, float]], sizes: dict[str, int], target
     return levels if summed(levels) < summed(uniform) else uniform
 
 
-def layer_drops(model, layers: dict, config, batches: list, prune_weight: Callable,
-                progress: Callable[[float, str], None] | None = None) -> dict[str, dict[float, float]]:
+def layer_drops(model, layers: dict, config, batches: list, prune_weight: Callable) -> dict[str, dict[float, float]]:
     """``{layer: {sparsity: drop}}``: each of ``layers`` pruned alone by ``prune_weight(weight, hessian, config)``
     at every ``candidate_levels`` sparsity; the drop is 1 - mean cosine of the pooled last hidden states against
     the unpruned model on ``batches``. The model is left as it was. Hessians are gathered one transformer block at
@@ -100,7 +99,6 @@ def layer_drops(model, layers: dict, config, batches: list, prune_weight: Callab
     drops: dict[str, dict[float, float]] = {}
     with torch.no_grad():
         dense = _pooled(model, score_batches)
-        done, count = 0, len(layers)
         for _prefix, _block, block_layers in transformer_blocks(model, layers):
             state: dict = {}
             stats = _collect(lambda state=state: _run_model(model, batches, state), block_layers, state)
@@ -115,16 +113,12 @@ def layer_drops(model, layers: dict, config, batches: list, prune_weight: Callab
                         drops[name][level] = 1.0 - float((_pooled(model, score_batches) * dense).sum(-1).mean())
                 finally:
                     module.weight.copy_(original)
-                done += 1
-                if progress is not None:
-                    progress(done / count, f"sensitivity of {name} ({done}/{count})")
     return drops
 
 
-def sensitivity_levels(model, layers: dict, config, batches: list, prune_weight: Callable,
-                       progress: Callable[[float, str], None] | None = None) -> dict[str, float]:
+def sensitivity_levels(model, layers: dict, config, batches: list, prune_weight: Callable) -> dict[str, float]:
     """The per-layer sparsities ``allocate`` picks from ``layer_drops``."""
-    drops = layer_drops(model, layers, config, batches, prune_weight, progress)
+    drops = layer_drops(model, layers, config, batches, prune_weight)
     sizes = {name: int(module.weight.numel()) for name, module in layers.items()}
     return allocate(drops, sizes, round(config.sparsity, 6))
 
@@ -140,14 +134,14 @@ def _score_batches(batches: list) -> list:
 
 
 def _pooled(model, batches: list):
-    """Normalised mean over real tokens of the last hidden state, per sentence."""
+    """Each sentence's sentence embedding (``core.fidelity.mean_pool`` of the last hidden state)."""
     import torch
+
+    from core.fidelity import mean_pool
 
     out = []
     for batch in batches:
         hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
         mask = batch.get("attention_mask")
-        mask = torch.ones(hidden.shape[:2]) if mask is None else mask.float()
-        pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
-        out.append(torch.nn.functional.normalize(pooled, dim=-1))
+        out.append(mean_pool(hidden, torch.ones(hidden.shape[:2]) if mask is None else mask))
     return torch.cat(out)

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.fidelity import mean_pool
 from core.jobs import NO_PROGRESS, Progress
 from core.pruning.apply import PruneConfig, plan
 from core.pruning.methods import get_method
@@ -118,19 +119,11 @@ def _augment(sentence: str, sentences: list[str], rng: random.Random) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- loss
-def _mean_pool(hidden, mask):
-    import torch
-
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)
-
-
 def distill_loss(student_out, teacher_out, attention_mask, request: RecoveryRequest):
     """(loss tensor, its parts as floats)."""
     s_hidden = [h.float() for h in student_out.hidden_states]  # bf16 under autocast: the loss is float32
     t_hidden = [h.float() for h in teacher_out.hidden_states]
-    s_emb, t_emb = _mean_pool(s_hidden[-1], attention_mask), _mean_pool(t_hidden[-1], attention_mask)
+    s_emb, t_emb = mean_pool(s_hidden[-1], attention_mask), mean_pool(t_hidden[-1], attention_mask)
     parts = {}
     loss = 0.0
     if request.cosine_weight:

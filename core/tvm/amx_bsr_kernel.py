@@ -44,7 +44,7 @@ from core.tvm import quantize
 from core.tvm.epilogue import NONE as NO_EPILOGUE
 from core.tvm.epilogue import Epilogue
 from core.tvm.int8_bsr_kernel import Int8Bsr
-from core.tvm.int8_dense_kernel import LANES, PackedInt8Weight, check_epilogue, dequantized
+from core.tvm.int8_dense_kernel import LANES, PackedInt8Weight, check_epilogue, stored
 
 AMX_ENV = "SPARSELAB_INT8_AMX"  # "0" keeps the VNNI kernels on an AMX CPU (comparisons, tests)
 TILE_ROWS = 16  # output features per tile (block rows are cut into 16-row slices)
@@ -290,16 +290,7 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool, epilogue:
                     token = T.meta_var(p * span + v * LANES + t)
                     feature = T.meta_var(s * TILE_ROWS + lane)
                     at = T.meta_var(lane * LANES + t)
-                    value = T.meta_var(dequantized(acc[at], x_params, w_scale, sums, token, feature)
-                                       if x_params is not None else None)
-                    if x_params is None:
-                        out[token, feature] = acc[at]
-                    elif bias is None:
-                        out[token, feature] = value
-                    elif residual is None:
-                        out[token, feature] = value + bias[feature]
-                    else:
-                        out[token, feature] = value + bias[feature] + residual[token, feature]
+                    out[token, feature] = stored(acc[at], x_params, w_scale, sums, token, feature, bias, residual)
 
     by_tokens = split_by_tokens(m, dense) if by_tokens is None else by_tokens
 

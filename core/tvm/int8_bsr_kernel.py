@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.tvm import bsr_format, quantize
-from core.tvm.int8_dense_kernel import LANES, VPDPBUSD, int8_macros, use_vnni, word_broadcast
+from core.tvm.int8_dense_kernel import LANES, int8_macros, use_vnni, vpdpbusd, word_broadcast
 
 _MAX_ACCUMULATORS = 16  # zmm registers of int32 accumulators per register tile
 # ``rows`` kernels with at least this many token tiles run them as the parallel tasks, each over every block row:
@@ -175,10 +175,9 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
                 for b in T.unroll(inner):
                     slot = T.meta_var((a * inner + b) * LANES)
                     if vnni:
-                        acc[T.ramp(slot, 1, LANES)] = T.call_llvm_pure_intrin(
-                            "int32x16", VPDPBUSD, acc[T.ramp(slot, 1, LANES)],
-                            x_word_or_vector(xp, c, to * tile, a, b),
-                            w_vector_or_word(data, start + j, a, b))
+                        acc[T.ramp(slot, 1, LANES)] = vpdpbusd(acc[T.ramp(slot, 1, LANES)],
+                                                               x_word_or_vector(xp, c, to * tile, a, b),
+                                                               w_vector_or_word(data, start + j, a, b))
                     else:
                         for q in T.unroll(4):
                             for lane in T.vectorized(LANES):

@@ -125,6 +125,27 @@ def dequantized(acc, x_params, w_scale, sums, token, feature):
         * (x_params[0, token] * w_scale[feature])
 
 
+def stored(acc, x_params, w_scale, sums, token, feature, bias=None, residual=None):
+    """What an int8 kernel writes for one int32 accumulation: the raw sum when ``x_params`` is None (exact tests),
+    else its dequantised value, plus ``bias[feature]`` and then ``residual[token, feature]`` when given (the
+    epilogue, ``core.tvm.epilogue``). A TIR expression."""
+    if x_params is None:
+        return acc
+    value = dequantized(acc, x_params, w_scale, sums, token, feature)
+    if bias is not None:
+        value = value + bias[feature]
+    if residual is not None:
+        value = value + residual[token, feature]
+    return value
+
+
+def vpdpbusd(accumulator, u8_operand, s8_operand):
+    """One ``vpdpbusd``: 16 int32 lanes += u8[4] . s8[4] per lane (operands as 64-byte vectors). A TIR expression."""
+    from tvm.script import tirx as T
+
+    return T.call_llvm_pure_intrin("int32x16", VPDPBUSD, accumulator, u8_operand, s8_operand)
+
+
 def check_epilogue(kernel: str, epilogue: Epilogue, dequantize: bool) -> None:
     """The int8 kernels' stores add a bias, or a bias and a residual, to dequantised output (no GELU: TOPI's fast
     erf is a te op, and these stores are hand-written TIR)."""
@@ -142,8 +163,8 @@ def int8_macros():
       Y); otherwise they are tokens of feature ``row`` (the transposed Y^T of the ``tokens`` BSR kernels).
 
     A store dequantises when ``x_params`` is given, ``(acc - zero[token] * sums) * scale[token] * w_scale``, and
-    writes the raw int32 accumulation otherwise (exact tests). ``bias[feature]`` and then
-    ``residual[row, col + lane]`` are added when given (the dense kernel's epilogue, ``core.tvm.epilogue``; rows
+    writes the raw int32 accumulation otherwise (exact tests; ``stored``). ``bias[feature]`` and then
+    ``residual[token, feature]`` are added when given (the dense kernel's epilogue, ``core.tvm.epilogue``; rows
     are tokens there)."""
     from tvm.script import tirx as T
 
@@ -158,16 +179,7 @@ def int8_macros():
         for lane in T.vectorized(LANES):
             feature = T.meta_var(col + lane if lanes_are_features else row)
             token = T.meta_var(row if lanes_are_features else col + lane)
-            value = T.meta_var(dequantized(acc[slot + lane], x_params, w_scale, sums, token, feature)
-                               if x_params is not None else None)
-            if x_params is None:
-                y[row, col + lane] = acc[slot + lane]
-            elif bias is None:
-                y[row, col + lane] = value
-            elif residual is None:
-                y[row, col + lane] = value + bias[feature]
-            else:
-                y[row, col + lane] = value + bias[feature] + residual[row, col + lane]
+            y[row, col + lane] = stored(acc[slot + lane], x_params, w_scale, sums, token, feature, bias, residual)
 
     return zero, store
 
@@ -199,9 +211,8 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
                     for t in T.unroll(tile):
                         slot = T.meta_var((t * panels + p) * LANES)
                         if vnni:
-                            acc[T.ramp(slot, 1, LANES)] = T.call_llvm_pure_intrin(
-                                "int32x16", VPDPBUSD, acc[T.ramp(slot, 1, LANES)],
-                                word_broadcast(xp.vload([c, token0 + t, 0], "uint8x4")),
+                            acc[T.ramp(slot, 1, LANES)] = vpdpbusd(
+                                acc[T.ramp(slot, 1, LANES)], word_broadcast(xp.vload([c, token0 + t, 0], "uint8x4")),
                                 wp.vload([panel0 + p, c, 0, 0], "int8x64"))
                         else:
                             for q in T.unroll(4):

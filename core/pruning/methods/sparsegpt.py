@@ -86,7 +86,7 @@ class DataAware(PruningMethod):
             levels = sensitivity_levels(model, layers, config, batches, self.prune_weight)
 
         def prune_layer(name, module, hessian, tokens):
-            chosen = config if levels[name] == config.sparsity else replace(config, sparsity=levels[name])
+            chosen = replace(config, sparsity=levels[name])
             module.weight.copy_(self.prune_weight(module.weight, hessian, chosen).to(module.weight.dtype))
 
         sequential_prune(model, layers, batches, prune_layer)
