@@ -54,8 +54,8 @@ with st.form("tvm"):
     precision = cols[3].radio("Precision", PRECISIONS, horizontal=True, key="tvm-precision",
                               index=url_index("precision", PRECISIONS, "fp32"),
                               help="int8: int8 weights (per output channel) x activations quantized per token at "
-                                   "run time, "
-                                   "VNNI or AMX kernels; pick an x4 block for the sparse build")
+                                   "run time, VNNI or AMX kernels; on an AMX CPU attention's matmuls run in bf16 "
+                                   "there, as OpenVINO's int8 model does; pick an x4 block for the sparse build")
     cols = st.columns([3, 1])
     peers = cols[0].multiselect("Dense engines to beat", PEERS, default=PEERS, key="tvm-peers",
                                 help="PyTorch eager is always timed. OpenVINO default runs bf16 on this CPU.")
@@ -91,7 +91,9 @@ if job and job.status == "done":
     cols[4].metric("Matches PyTorch", "yes" if result["allclose"] else "NO",
                    f"cosine {result['cosine_vs_fp32']:.4f}" if result.get("cosine_vs_fp32") is not None
                    else f"max error {result['max_abs_error']:.1e}", delta_color="off", help=result["allclose_rule"])
-    st.caption(f"{result['model']} · {result['precision']} · block {result['block']} · seq {result['seq_len']} · "
+    attention = " · attention matmuls bf16 (AMX)" if result.get("attention_precision") == "bf16" else ""
+    st.caption(f"{result['model']} · {result['precision']}{attention} · block {result['block']} · "
+               f"seq {result['seq_len']} · "
                f"{result['threads']} threads · every engine timed in its own process, rounds interleaved (the host "
                f"is shared: compare ratios from one run) · compile {result['compile_s']:.1f} s (dense "
                f"{result['dense_compile_s']:.1f} s) · cache {'hit' if result['cache_hit'] else 'miss'} · peak memory "

@@ -29,8 +29,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tune", action="store_true", help="measure BSR schedules per layer shape (cached)")
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
                         help="fp32, or int8: u8 activations quantised per token at run time x per-row int8 weights "
-                             "(VNNI; AMX tiles "
-                             "for 16x4 and dense where the CPU has them); "
+                             "(VNNI; AMX tiles for 16x4 and dense where the CPU has them, and attention's matmuls "
+                             "in bf16 on AMX; SPARSELAB_ATTENTION_BF16=0 keeps them fp32); "
                              "int8 BSR takes blocks of 4 input columns (16x4, 4x4, 1x4)")
     parser.add_argument("--peers", default=defaults.peers,
                         help="dense engines timed beside TVM: all, none (PyTorch eager only), or a comma-separated "

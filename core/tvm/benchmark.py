@@ -89,6 +89,7 @@ class Comparison:
             "library_bytes": self.sparse.library_bytes, "dense_library_bytes": self.dense.library_bytes,
             "load_s": self.sparse.load_s, "cache_hit": self.sparse.cache_hit, "dense_cache_hit": self.dense.cache_hit,
             "allclose": self.allclose, "allclose_rule": self.allclose_rule, "precision": self.precision,
+            "attention_precision": self.sparse.attention_precision,
             "cosine_vs_fp32": self.cosine_vs_fp32, "dense_cosine_vs_fp32": self.dense_cosine_vs_fp32,
             "max_abs_error": self.max_abs_error,
             "dense_max_abs_error": self.dense_max_abs_error, "peak_rss_mb": self.peak_rss_mb,

@@ -14,6 +14,9 @@ With ``precision="int8"`` every Linear's input is first quantised at run time
 kernel (blocks spanning 4 input columns: 16x4, 4x4, 1x4, ...) or the int8 VNNI
 dense kernel, weights quantised per output row at compile time. Layers whose
 shape the int8 kernels cannot take (K not a multiple of 4, N not of 16) stay fp32.
+On a CPU with AMX bf16, int8 builds also run attention's batch matmuls (two
+activations, no weight) on bf16 tiles (``amx_bf16_matmul``), as OpenVINO's int8
+model does there; fp32 builds keep them fp32.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 
 from core.model_source import linear_layers
 from core.tvm import (
+    amx_bf16_matmul,
     amx_bsr_kernel,
     bsr_format,
     bsr_kernel,
@@ -55,11 +59,18 @@ class RewriteOptions:
     vnni: bool | None = None  # int8 only: None = the host's CPU flags / SPARSELAB_INT8_VNNI
     amx: bool | None = None  # int8 BSR with 16*k x 4 blocks on AMX tiles: None = the CPU flags / SPARSELAB_INT8_AMX
     epilogues: bool = True  # bias, GELU, residual folded into the dense kernels' stores (core.tvm.epilogue)
+    # int8 only: attention's batch matmuls in bf16 on AMX tiles (None = the CPU flags / SPARSELAB_ATTENTION_BF16)
+    attention_bf16: bool | None = None
 
     @property
     def amx_choice(self) -> bool | None:
         """``amx``, except that forcing the int32 fallback (``vnni=False``) keeps AMX off too."""
         return False if self.vnni is False else self.amx
+
+    @property
+    def uses_attention_bf16(self) -> bool:
+        """Whether attention's batch matmuls run on AMX bf16: int8 builds only, where the CPU allows."""
+        return self.precision == "int8" and amx_bf16_matmul.use_bf16(self.attention_bf16)
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -117,6 +128,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
 
     names = names or {}
     reports: list[LayerReport] = []
+    attention_bf16 = options.uses_attention_bf16
 
     @mutator
     class LinearRewriter(PyExprMutator):
@@ -158,9 +170,31 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
                 return call
             constant = self.weight_of(call.args[1])
             if constant is None:
-                return call
+                return self.activation_matmul(call) if attention_bf16 else call
             weight = constant.value.numpy()
             return self.linear(call.args[0], weight, names.get(weight_key(weight), f"linear{len(reports)}"))
+
+        def activation_matmul(self, call):
+            """``A[.., m, k] @ B[.., k, n]`` of two activations (attention) on the AMX bf16 kernel, when it fits."""
+            a, b = call.args
+            try:
+                a_shape, b_shape = [int(d) for d in a.ty.shape], [int(d) for d in b.ty.shape]
+            except (TypeError, AttributeError):  # a symbolic shape
+                return call
+            if len(a_shape) < 3 or a_shape[:-2] != b_shape[:-2] or a_shape[-1] != b_shape[-2]:
+                return call
+            *leading, m, k = a_shape
+            n, batch = b_shape[-1], int(np.prod(leading))
+            if str(a.ty.dtype) != "float32" or str(b.ty.dtype) != "float32" or \
+                    not amx_bf16_matmul.supported(m, k, n):
+                return call
+            gv = self.kernel((BF16_MATMUL_PREFIX[:-1], batch, m, k, n),
+                             lambda: amx_bf16_matmul.bf16_batch_matmul(batch, m, k, n))
+            if len(leading) > 1:
+                a = self.builder_.emit(relax.op.reshape(a, (batch, m, k)))
+                b = self.builder_.emit(relax.op.reshape(b, (batch, k, n)))
+            y = self.builder_.emit(relax.call_tir(gv, [a, b], relax.TensorType((batch, m, n), "float32")))
+            return y if len(leading) == 1 else relax.op.reshape(y, (*leading, m, n))
 
         def linear(self, x, weight, name):
             n, k = weight.shape
@@ -290,3 +324,25 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
     if options.epilogues:
         new_mod = epilogue.fuse_epilogues(new_mod, rewriter.fusable)
     return relax.transform.DeadCodeElimination()(new_mod), reports
+
+
+BF16_MATMUL_PREFIX = "bmm_bf16_"
+
+
+def bf16_matmul_calls(mod) -> int:
+    """How many calls of the AMX bf16 attention kernel ``mod``'s Relax functions make."""
+    from tvm import relax
+    from tvm.ir import Op
+
+    call_tir, count = Op.get("relax.call_tir"), 0
+
+    def visit(expr):
+        nonlocal count
+        if isinstance(expr, relax.Call) and expr.op == call_tir and isinstance(expr.args[0], relax.GlobalVar) \
+                and expr.args[0].name_hint.startswith(BF16_MATMUL_PREFIX):
+            count += 1
+
+    for _, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return count
