@@ -113,3 +113,145 @@ def bf16_batch_matmul(batch: int, m: int, k: int, n: int):
             intrin("tilerelease")
 
     return kernel.with_attr("op_pattern", 8)
+
+
+def attention_supported(seq: int, dim: int) -> bool:
+    """Whether ``attention_kernel`` takes ``seq`` tokens per sequence and heads of ``dim``: the scores need
+    ``dim`` in multiples of 32 and ``seq`` of 16, the context ``seq`` in multiples of 32 and ``dim`` of 16."""
+    return seq % K_STEP == 0 and dim % K_STEP == 0 and dim // TILE + 2 <= 8
+
+
+def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int, q_scale: float, k_scale: float):
+    """Fused self-attention on AMX bf16: PrimFunc ``(Q, K, V [batch * seq, heads * dim], mask [mask_batch, seq,
+    seq]) -> context [batch * seq, heads * dim]``, all float32.
+
+    ``context = softmax(q_scale Q_h (k_scale K_h)^T + mask) V_h`` per sequence and head, read from and written to the
+    Linear layers' own layout (token rows, head ``h`` in columns ``h * dim ..``), so the head split and merge
+    transposes, the scores' round trip through memory and the separate softmax and mask passes are gone. The
+    scaled Q and K, the probabilities and V are rounded to bf16 (as ``bf16_batch_matmul`` rounds its inputs);
+    scores, softmax and sums stay float32. A row whose scores are all -inf gives zeros, as transformers'
+    attention does (``fast_math.fold_masked_softmax_pass``). One task per sequence and head; per 16-query strip:
+    the scores into a 16 x seq float32 buffer (AMX), the mask and softmax row by row (AVX-512, TOPI's fast exp),
+    the probabilities as a bf16 tile row, then the context tiles (AMX) stored straight into the output."""
+    from tvm.script import tirx as T
+
+    from core.tvm.fast_math import _fast_exp
+
+    if not attention_supported(seq, dim):
+        raise ValueError(f"the AMX attention kernel needs sequences and head sizes in multiples of {K_STEP} "
+                         f"(and heads of at most 96), not {seq} tokens x {dim}")
+    if mask_batch not in (1, batch):
+        raise ValueError(f"the mask covers {mask_batch} sequences, not 1 or {batch}")
+    tokens, width, pairs = batch * seq, heads * dim, dim // 2
+    group = c_tiles(seq)  # score tiles per pass
+    s_a, s_b = group, group + 1  # scores: C0.., A, B
+    d_tiles = dim // TILE  # context: C0..C{d_tiles-1}, A, B
+    c_a, c_b = d_tiles, d_tiles + 1
+    lanes, chunks = TILE, seq // TILE
+    per_mask = 1 if mask_batch == batch else 0
+
+    def imm(value):
+        return T.Cast("int8", value)
+
+    def intrin(name, *args):
+        return T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
+
+    def bf16_bits(value):
+        bits = T.reinterpret("uint32", value)
+        return (bits + T.uint32(0x7FFF) + ((bits >> T.uint32(16)) & T.uint32(1))) >> T.uint32(16)
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(q: T.Buffer((tokens, width), "float32"), k: T.Buffer((tokens, width), "float32"),
+               v: T.Buffer((tokens, width), "float32"), mask: T.Buffer((mask_batch, seq, seq), "float32"),
+               out: T.Buffer((tokens, width), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        for task in T.parallel(batch * heads):
+            cfg = T.decl_buffer((64,), "uint8", scope="global")
+            qbf = T.decl_buffer((seq, dim), "uint16", scope="global")  # A of the scores: Q_h rows
+            kbf = T.decl_buffer((seq, dim), "uint16", scope="global")  # K_h rows, then transposed as words:
+            kpk = T.decl_buffer((pairs, seq), "uint32", scope="global")  # B of the scores: (K[n, 2p], K[n, 2p+1])
+            vpk = T.decl_buffer((seq // 2, dim), "uint32", scope="global")  # B of the context: (V[2p, d], V[2p+1, d])
+            scores = T.decl_buffer((TILE, seq), "float32", scope="global")
+            probs = T.decl_buffer((TILE, seq), "uint16", scope="global")  # A of the context
+            stats = T.decl_buffer((lanes,), "float32", scope="global")
+            total = T.decl_buffer((2,), "float32", scope="global")  # a row's max, then 1 / sum
+            kwords = T.decl_buffer((seq, pairs), "uint32", data=kbf.data)
+            b = T.meta_var(task // heads)
+            col = T.meta_var((task % heads) * dim)
+            for i in range(seq):
+                for j in T.vectorized(dim):
+                    qbf[i, j] = T.Cast("uint16", bf16_bits(q[b * seq + i, col + j] * T.float32(q_scale)))
+                    kbf[i, j] = T.Cast("uint16", bf16_bits(k[b * seq + i, col + j] * T.float32(k_scale)))
+            for n in range(seq):
+                for p in range(pairs):
+                    kpk[p, n] = kwords[n, p]
+            for p in range(seq // 2):
+                for j in T.vectorized(dim):
+                    vpk[p, j] = (bf16_bits(v[b * seq + 2 * p, col + j])
+                                 | (bf16_bits(v[b * seq + 2 * p + 1, col + j]) << T.uint32(16)))
+            for i in T.vectorized(64):
+                cfg[i] = T.uint8(0)
+            cfg[0] = T.uint8(1)  # palette 1; every tile 16 rows of 64 bytes
+            for t in T.unroll(8):
+                cfg[16 + 2 * t] = T.uint8(64)
+                cfg[48 + t] = T.uint8(TILE)
+            intrin("ldtilecfg", T.address_of(cfg[0]))
+            for strip in range(seq // TILE):
+                for g in range(chunks // group):  # scores of 16 queries x every key
+                    for t in T.unroll(group):
+                        intrin("tilezero", imm(t))
+                    for kc in range(dim // K_STEP):
+                        intrin("tileloadd64", imm(s_a), T.address_of(qbf[strip * TILE, kc * K_STEP]),
+                               T.int64(dim * 2))
+                        for t in T.unroll(group):
+                            intrin("tileloadd64", imm(s_b), T.address_of(kpk[kc * TILE, (g * group + t) * TILE]),
+                                   T.int64(seq * 4))
+                            intrin("tdpbf16ps", imm(t), imm(s_a), imm(s_b))
+                    for t in T.unroll(group):
+                        intrin("tilestored64", imm(t), T.address_of(scores[0, (g * group + t) * TILE]),
+                               T.int64(seq * 4))
+                for r in range(TILE):  # mask and softmax, row by row; probabilities to bf16
+                    row = T.meta_var(strip * TILE + r)
+                    for lane in T.vectorized(lanes):
+                        scores[r, lane] = scores[r, lane] + mask[b * per_mask, row, lane]
+                        stats[lane] = scores[r, lane]
+                    for c in range(1, chunks):
+                        for lane in T.vectorized(lanes):
+                            scores[r, c * lanes + lane] = scores[r, c * lanes + lane] + mask[b * per_mask, row,
+                                                                                             c * lanes + lane]
+                            stats[lane] = T.max(stats[lane], scores[r, c * lanes + lane])
+                    total[0] = stats[0]
+                    for lane in range(1, lanes):
+                        total[0] = T.max(total[0], stats[lane])
+                    if total[0] == T.float32("-inf"):
+                        for c in range(chunks):
+                            for lane in T.vectorized(lanes):
+                                probs[r, c * lanes + lane] = T.uint16(0)
+                    else:
+                        for lane in T.vectorized(lanes):
+                            stats[lane] = T.float32(0)
+                        for c in range(chunks):
+                            for lane in T.vectorized(lanes):
+                                scores[r, c * lanes + lane] = _fast_exp(scores[r, c * lanes + lane] - total[0])
+                                stats[lane] = stats[lane] + scores[r, c * lanes + lane]
+                        total[1] = T.float32(0)
+                        for lane in range(lanes):
+                            total[1] = total[1] + stats[lane]
+                        total[1] = T.float32(1) / total[1]
+                        for c in range(chunks):
+                            for lane in T.vectorized(lanes):
+                                probs[r, c * lanes + lane] = T.Cast(
+                                    "uint16", bf16_bits(scores[r, c * lanes + lane] * total[1]))
+                for t in T.unroll(d_tiles):  # context of the 16 queries
+                    intrin("tilezero", imm(t))
+                for kc in range(seq // K_STEP):
+                    intrin("tileloadd64", imm(c_a), T.address_of(probs[0, kc * K_STEP]), T.int64(seq * 2))
+                    for t in T.unroll(d_tiles):
+                        intrin("tileloadd64", imm(c_b), T.address_of(vpk[kc * TILE, t * TILE]), T.int64(dim * 4))
+                        intrin("tdpbf16ps", imm(t), imm(c_a), imm(c_b))
+                for t in T.unroll(d_tiles):
+                    intrin("tilestored64", imm(t), T.address_of(out[b * seq + strip * TILE, col + t * TILE]),
+                           T.int64(width * 4))
+            intrin("tilerelease")
+
+    return kernel.with_attr("op_pattern", 8)

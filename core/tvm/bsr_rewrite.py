@@ -14,9 +14,10 @@ With ``precision="int8"`` every Linear's input is first quantised at run time
 kernel (blocks spanning 4 input columns: 16x4, 4x4, 1x4, ...) or the int8 VNNI
 dense kernel, weights quantised per output row at compile time. Layers whose
 shape the int8 kernels cannot take (K not a multiple of 4, N not of 16) stay fp32.
-On a CPU with AMX bf16, int8 builds also run attention's batch matmuls (two
-activations, no weight) on bf16 tiles (``amx_bf16_matmul``), as OpenVINO's int8
-model does there; fp32 builds keep them fp32.
+On a CPU with AMX bf16, int8 builds also fuse each self-attention into one bf16
+AMX kernel (``core.tvm.attention``) and run any other matmul of two activations on
+bf16 tiles (``amx_bf16_matmul``), as OpenVINO's int8 model runs attention in bf16
+there; fp32 builds keep them fp32.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from core.tvm import (
     int8_dense_kernel,
     quantize,
 )
+from core.tvm.attention import fuse_attention
 
 DEFAULT_THRESHOLD = 0.8
 # The block shapes the BSR kernels are scheduled for (docs/tvm.md), offered by Compile and What-if.
@@ -129,6 +131,8 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
     names = names or {}
     reports: list[LayerReport] = []
     attention_bf16 = options.uses_attention_bf16
+    if attention_bf16:  # whole self-attention chains first; lone activation matmuls below
+        mod, _ = fuse_attention(mod)
 
     @mutator
     class LinearRewriter(PyExprMutator):
@@ -327,10 +331,12 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
 
 
 BF16_MATMUL_PREFIX = "bmm_bf16_"
+BF16_KERNEL_PREFIXES = (BF16_MATMUL_PREFIX, "attention_bf16_")
 
 
 def bf16_matmul_calls(mod) -> int:
-    """How many calls of the AMX bf16 attention kernel ``mod``'s Relax functions make."""
+    """How many calls of the AMX bf16 kernels (fused attention, lone batch matmuls) ``mod``'s Relax functions
+    make."""
     from tvm import relax
     from tvm.ir import Op
 
@@ -339,7 +345,7 @@ def bf16_matmul_calls(mod) -> int:
     def visit(expr):
         nonlocal count
         if isinstance(expr, relax.Call) and expr.op == call_tir and isinstance(expr.args[0], relax.GlobalVar) \
-                and expr.args[0].name_hint.startswith(BF16_MATMUL_PREFIX):
+                and expr.args[0].name_hint.startswith(BF16_KERNEL_PREFIXES):
             count += 1
 
     for _, func in mod.functions_items():
