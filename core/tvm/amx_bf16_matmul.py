@@ -20,9 +20,11 @@ inputs' (8 bits of mantissa): the model's int8 output moves by far less than int
 
 from __future__ import annotations
 
+import functools
 import os
 
 from core.tvm import amx_bsr_kernel
+from core.tvm.amx_bsr_kernel import _intrin
 
 TILE = 16  # output rows and columns per C tile
 K_STEP = 32  # bf16 values per A tile row (64 bytes)
@@ -55,6 +57,52 @@ def c_tiles(n: int) -> int:
     return next(t for t in range(min(columns, MAX_C_TILES), 0, -1) if columns % t == 0)
 
 
+def _bf16_bits(value):
+    """float32 -> bf16 bits (in a uint32), rounded to nearest even as ``torch.bfloat16`` rounds (NaN inputs are not
+    expected here)."""
+    from tvm.script import tirx as T
+
+    bits = T.reinterpret("uint32", value)
+    return (bits + T.uint32(0x7FFF) + ((bits >> T.uint32(16)) & T.uint32(1))) >> T.uint32(16)
+
+
+def _imm(value):  # a tile register number, folded to a constant by lowering
+    from tvm.script import tirx as T
+
+    return T.Cast("int8", value)
+
+
+@functools.cache
+def _tile_macros():
+    """(configure, multiply): load a tile configuration of ``tiles`` 16 x 64-byte tiles; and C tiles
+    ``0..columns-1`` = a 16-row strip of A (bf16, row-major, ``a_stride`` bytes per row) times ``columns`` 16-column
+    tiles of B (VNNI bf16 pairs, ``b_stride`` bytes per row), over ``steps`` reductions of 32."""
+    from tvm.script import tirx as T
+
+    @T.macro
+    def configure(cfg, tiles):
+        for i in T.vectorized(64):
+            cfg[i] = T.uint8(0)
+        cfg[0] = T.uint8(1)  # palette 1
+        for t in T.unroll(tiles):
+            cfg[16 + 2 * t] = T.uint8(64)
+            cfg[48 + t] = T.uint8(TILE)
+        _intrin("ldtilecfg", T.address_of(cfg[0]))
+
+    @T.macro
+    def multiply(columns, a_reg, a, a_row, a_stride, b, b_column, b_stride, steps):
+        for t in T.unroll(columns):
+            _intrin("tilezero", _imm(t))
+        for kc in range(steps):
+            _intrin("tileloadd64", _imm(a_reg), T.address_of(a[a_row, kc * K_STEP]), T.int64(a_stride))
+            for t in T.unroll(columns):
+                _intrin("tileloadd64", _imm(a_reg + 1), T.address_of(b[kc * TILE, b_column + t * TILE]),
+                        T.int64(b_stride))
+                _intrin("tdpbf16ps", _imm(t), _imm(a_reg), _imm(a_reg + 1))
+
+    return configure, multiply
+
+
 def bf16_batch_matmul(batch: int, m: int, k: int, n: int):
     """PrimFunc ``(A[batch, m, k], B[batch, k, n]) -> C[batch, m, n]``, float32 in and out, bf16 products."""
     from tvm.script import tirx as T
@@ -63,17 +111,8 @@ def bf16_batch_matmul(batch: int, m: int, k: int, n: int):
         raise ValueError(f"the AMX bf16 matmul needs rows and columns in multiples of {TILE} and a reduction in "
                          f"multiples of {K_STEP}, not {m} x {k} -> {n}")
     pairs, group = k // 2, c_tiles(n)
-    a_reg, b_reg = group, group + 1
-
-    def imm(value):  # a tile register number, folded to a constant by lowering
-        return T.Cast("int8", value)
-
-    def intrin(name, *args):
-        return T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
-
-    def bf16_bits(value):  # float32 -> bf16 bits, round to nearest even (NaN inputs are not expected here)
-        bits = T.reinterpret("uint32", value)
-        return (bits + T.uint32(0x7FFF) + ((bits >> T.uint32(16)) & T.uint32(1))) >> T.uint32(16)
+    configure, multiply = _tile_macros()
+    bf16_bits = _bf16_bits
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(a: T.Buffer((batch, m, k), "float32"), b: T.Buffer((batch, k, n), "float32"),
@@ -89,28 +128,14 @@ def bf16_batch_matmul(batch: int, m: int, k: int, n: int):
             for p in range(pairs):
                 for j in T.vectorized(n):
                     bpk[p, j] = bf16_bits(b[h, 2 * p, j]) | (bf16_bits(b[h, 2 * p + 1, j]) << T.uint32(16))
-            for i in T.vectorized(64):
-                cfg[i] = T.uint8(0)
-            cfg[0] = T.uint8(1)  # palette 1; every tile 16 rows of 64 bytes
-            for t in T.unroll(group + 2):
-                cfg[16 + 2 * t] = T.uint8(64)
-                cfg[48 + t] = T.uint8(TILE)
-            intrin("ldtilecfg", T.address_of(cfg[0]))
+            configure(cfg, group + 2)
             for strip in range(m // TILE):
                 for g in range(n // (TILE * group)):
+                    multiply(group, group, abf, strip * TILE, k * 2, bpk, g * group * TILE, n * 4, k // K_STEP)
                     for v in T.unroll(group):
-                        intrin("tilezero", imm(v))
-                    for kc in range(k // K_STEP):
-                        intrin("tileloadd64", imm(a_reg), T.address_of(abf[strip * TILE, kc * K_STEP]),
-                               T.int64(k * 2))
-                        for v in T.unroll(group):
-                            intrin("tileloadd64", imm(b_reg),
-                                   T.address_of(bpk[kc * TILE, (g * group + v) * TILE]), T.int64(n * 4))
-                            intrin("tdpbf16ps", imm(v), imm(a_reg), imm(b_reg))
-                    for v in T.unroll(group):
-                        intrin("tilestored64", imm(v), T.address_of(c[h, strip * TILE, (g * group + v) * TILE]),
-                               T.int64(n * 4))
-            intrin("tilerelease")
+                        _intrin("tilestored64", _imm(v), T.address_of(c[h, strip * TILE, (g * group + v) * TILE]),
+                                T.int64(n * 4))
+            _intrin("tilerelease")
 
     return kernel.with_attr("op_pattern", 8)
 
@@ -160,21 +185,12 @@ def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int
         raise ValueError(f"the mask covers {mask_batch} sequences, not 1 or {batch}")
     tokens, width, pairs = batch * seq, heads * dim, dim // 2
     group = c_tiles(seq)  # score tiles per pass
-    s_a, s_b = group, group + 1  # scores: C0.., A, B
-    d_tiles = dim // TILE  # context: C0..C{d_tiles-1}, A, B
-    c_a, c_b = d_tiles, d_tiles + 1
+    d_tiles = dim // TILE  # context tiles per strip (scores: ``group`` per pass); A and B follow the C tiles
     lanes, chunks = TILE, seq // TILE
     per_mask = 1 if mask_batch == batch else 0
 
-    def imm(value):
-        return T.Cast("int8", value)
-
-    def intrin(name, *args):
-        return T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
-
-    def bf16_bits(value):
-        bits = T.reinterpret("uint32", value)
-        return (bits + T.uint32(0x7FFF) + ((bits >> T.uint32(16)) & T.uint32(1))) >> T.uint32(16)
+    configure, multiply = _tile_macros()
+    bf16_bits = _bf16_bits
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(q: T.Buffer((tokens, width), "float32"), k: T.Buffer((tokens, width), "float32"),
@@ -205,26 +221,12 @@ def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int
                 for j in T.vectorized(dim):
                     vpk[p, j] = (bf16_bits(v[b * seq + 2 * p, col + j])
                                  | (bf16_bits(v[b * seq + 2 * p + 1, col + j]) << T.uint32(16)))
-            for i in T.vectorized(64):
-                cfg[i] = T.uint8(0)
-            cfg[0] = T.uint8(1)  # palette 1; every tile 16 rows of 64 bytes
-            for t in T.unroll(8):
-                cfg[16 + 2 * t] = T.uint8(64)
-                cfg[48 + t] = T.uint8(TILE)
-            intrin("ldtilecfg", T.address_of(cfg[0]))
+            configure(cfg, 8)
             for strip in range(seq // TILE):
                 for g in range(chunks // group):  # scores of 16 queries x every key
+                    multiply(group, group, qbf, strip * TILE, dim * 2, kpk, g * group * TILE, seq * 4, dim // K_STEP)
                     for t in T.unroll(group):
-                        intrin("tilezero", imm(t))
-                    for kc in range(dim // K_STEP):
-                        intrin("tileloadd64", imm(s_a), T.address_of(qbf[strip * TILE, kc * K_STEP]),
-                               T.int64(dim * 2))
-                        for t in T.unroll(group):
-                            intrin("tileloadd64", imm(s_b), T.address_of(kpk[kc * TILE, (g * group + t) * TILE]),
-                                   T.int64(seq * 4))
-                            intrin("tdpbf16ps", imm(t), imm(s_a), imm(s_b))
-                    for t in T.unroll(group):
-                        intrin("tilestored64", imm(t), T.address_of(scores[0, (g * group + t) * TILE]),
+                        _intrin("tilestored64", _imm(t), T.address_of(scores[0, (g * group + t) * TILE]),
                                T.int64(seq * 4))
                 for r in range(TILE):  # mask and softmax, row by row; probabilities to bf16
                     row = T.meta_var(strip * TILE + r)
@@ -253,16 +255,10 @@ def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int
                             for lane in T.vectorized(lanes):
                                 probs[r, c * lanes + lane] = T.Cast(
                                     "uint16", bf16_bits(scores[r, c * lanes + lane] * total[1]))
-                for t in T.unroll(d_tiles):  # context of the 16 queries
-                    intrin("tilezero", imm(t))
-                for kc in range(seq // K_STEP):
-                    intrin("tileloadd64", imm(c_a), T.address_of(probs[0, kc * K_STEP]), T.int64(seq * 2))
-                    for t in T.unroll(d_tiles):
-                        intrin("tileloadd64", imm(c_b), T.address_of(vpk[kc * TILE, t * TILE]), T.int64(dim * 4))
-                        intrin("tdpbf16ps", imm(t), imm(c_a), imm(c_b))
+                multiply(d_tiles, d_tiles, probs, 0, seq * 2, vpk, 0, dim * 4, seq // K_STEP)  # the context
                 for t in T.unroll(d_tiles):
-                    intrin("tilestored64", imm(t), T.address_of(out[b * seq + strip * TILE, col + t * TILE]),
+                    _intrin("tilestored64", _imm(t), T.address_of(out[b * seq + strip * TILE, col + t * TILE]),
                            T.int64(width * 4))
-            intrin("tilerelease")
+            _intrin("tilerelease")
 
     return kernel.with_attr("op_pattern", 8)
