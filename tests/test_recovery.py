@@ -216,6 +216,32 @@ def test_bf16_autocast_trains_and_holds_masks(tiny_model, tiny_tokenizer):
     assert _zero_share(tiny_model, request) == pytest.approx(0.5, abs=0.01)
 
 
+def test_dropout_off_reaches_the_rates_attention_keeps_as_numbers(tiny_model):
+    import torch
+
+    tiny_model.train()
+    attention = tiny_model.encoder.layer[0].attention.self
+    assert attention.dropout_prob == pytest.approx(0.1)  # what transformers' SDPA attention reads while training
+    distill.dropout_off(tiny_model)
+    assert attention.dropout_prob == 0.0
+    assert all(m.p == 0.0 for m in tiny_model.modules() if isinstance(m, torch.nn.Dropout))
+    inputs = {"input_ids": torch.arange(2, 18).reshape(2, 8), "attention_mask": torch.ones(2, 8, dtype=torch.long)}
+    with torch.no_grad(), distill.attention_backend(True):  # training mode, twice: the same answer
+        first, second = tiny_model(**inputs)[0], tiny_model(**inputs)[0]
+    assert torch.equal(first, second)
+
+
+def test_float_mask_factors_zero_what_the_bool_masks_say(tiny_model):
+    import torch
+
+    layers = {"q": tiny_model.encoder.layer[0].attention.self.query}
+    masks = {"q": torch.rand_like(layers["q"].weight) > 0.5}
+    factors = distill.mask_factors(layers, masks)
+    assert factors["q"].dtype == layers["q"].weight.dtype
+    distill.apply_masks(layers, factors)
+    assert torch.equal(layers["q"].weight != 0, masks["q"])
+
+
 @pytest.mark.slow  # trains
 def test_attention_distillation_trains_and_holds_masks(tiny_model, tiny_tokenizer):
     request, losses = _train_2_4(tiny_model, tiny_tokenizer, 20, attention_weight=1.0)
