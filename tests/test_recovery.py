@@ -47,6 +47,26 @@ def test_schedule_values_at_begin_end_and_midpoint():
     assert json.loads(json.dumps(schedule.get_config())) == schedule.get_config()
 
 
+def test_learning_rate_warms_up_then_decays_to_its_floor_over_the_whole_run():
+    request = RecoveryRequest.from_params({"model": "minilm", "sparsity": 0.8, "lr": 1e-3, "warmup": 0.1})
+    assert distill.learning_rate(request, 0.0) == pytest.approx(1e-5)
+    assert distill.learning_rate(request, 0.05) == pytest.approx(5e-4)
+    assert distill.learning_rate(request, 0.1) == pytest.approx(1e-3)
+    assert distill.learning_rate(request, 0.55) == pytest.approx(1e-3 * (distill.MIN_LR_SHARE + 1) / 2)
+    assert distill.learning_rate(request, 1.0) == pytest.approx(1e-3 * distill.MIN_LR_SHARE)
+    rates = [distill.learning_rate(request, k / 100) for k in range(10, 101)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
+def test_run_fraction_follows_the_clock_or_the_step_cap_whichever_is_further():
+    clock = RecoveryRequest.from_params({"model": "minilm", "sparsity": 0.8, "minutes": 10})
+    assert distill.run_fraction(clock, 5000, 150.0) == pytest.approx(0.25)  # steps do not count without a cap
+    assert distill.run_fraction(clock, 10, 900.0) == 1.0
+    capped = RecoveryRequest.from_params({"model": "minilm", "sparsity": 0.8, "minutes": 10, "steps": 100})
+    assert distill.run_fraction(capped, 40, 60.0) == pytest.approx(0.4)
+    assert distill.run_fraction(capped, 10, 300.0) == pytest.approx(0.5)
+
+
 def test_schedule_refuses_falling_or_bad_values():
     with pytest.raises(SparseLabError, match="must not fall"):
         PolynomialSchedule(0.5, 0.2)
