@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.tvm import amx_bf16_matmul
-from core.tvm.bsr_rewrite import RewriteOptions, bf16_matmul_calls, linear_names, rewrite_linears
+from core.tvm.bsr_rewrite import RewriteOptions, bf16_attention_calls, linear_names, rewrite_linears
 from core.tvm.relax_import import InputShape, import_model
 from core.tvm.target import host_target
 from tests.fixtures_tvm import SEQ_LEN
@@ -89,7 +89,7 @@ def test_int8_builds_give_attention_scores_to_the_kernel_and_fp32_builds_do_not(
     def calls(**options):
         mod, _ = rewrite_linears(import_model(tiny_model, InputShape(1, SEQ_LEN)), RewriteOptions(**options),
                                  linear_names(tiny_model))
-        return bf16_matmul_calls(mod)
+        return bf16_attention_calls(mod)
 
     layers = tiny_model.config.num_hidden_layers
     # Q K^T per layer: 16 tokens x 64 head dims; P V reduces over 16 tokens, under the kernel's 32: stays fp32

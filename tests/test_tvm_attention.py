@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.tvm import amx_bf16_matmul, attention
-from core.tvm.bsr_rewrite import RewriteOptions, bf16_matmul_calls, linear_names, rewrite_linears
+from core.tvm.bsr_rewrite import RewriteOptions, bf16_attention_calls, linear_names, rewrite_linears
 from core.tvm.compile import CompileOptions, compile_model
 from core.tvm.relax_import import InputShape, example_inputs, import_model
 from core.tvm.target import host_target
@@ -117,7 +117,7 @@ def test_int8_builds_fuse_every_attention_and_drop_the_head_transposes(batch):
     mod, _ = rewrite_linears(import_model(model, InputShape(batch, 32)),
                              RewriteOptions(block=None, precision="int8", attention_bf16=True), linear_names(model))
     script = mod.script()
-    assert script.count("R.call_tir(cls.attention_bf16_") == 2 == bf16_matmul_calls(mod)
+    assert script.count("R.call_tir(cls.attention_bf16_") == 2 == bf16_attention_calls(mod)
     assert "R.permute_dims" not in script and "R.nn.softmax" not in script and "R.matmul" not in script
 
 
@@ -139,7 +139,7 @@ def test_compiled_int8_model_with_fused_attention_follows_pytorch(module_cache, 
     shape = InputShape(batch, 64)
     compiled = compile_model(model, CompileOptions(shape, threads=2, rewrite=RewriteOptions(
         block=None, precision="int8", attention_bf16=True)), name="bert-fused", cache=module_cache)
-    assert compiled.bf16_matmuls == 2 and compiled.attention_precision == "bf16" and compiled.unscheduled == ()
+    assert compiled.bf16_attention_calls == 2 and compiled.attention_precision == "bf16" and compiled.unscheduled == ()
     inputs = example_inputs(shape, model.config.vocab_size, seed=batch)
     inputs["attention_mask"][-1, 40:] = 0  # sequences padded differently: the mask is per sequence
     with torch.no_grad():

@@ -140,22 +140,6 @@ def bf16_batch_matmul(batch: int, m: int, k: int, n: int):
     return kernel.with_attr("op_pattern", 8)
 
 
-def _add(a, b):
-    return a + b
-
-
-def _across_lanes(vector, lanes: int, combine):
-    """``combine`` of a vector's lanes as a tree of halves (4 steps for 16 lanes; a loop over the lanes was a
-    chain of 15 dependent operations: 17 us of a 120 us attention call, BERT-base, 2 threads)."""
-    from tvm import tirx
-
-    while lanes > 1:
-        half = lanes // 2
-        vector = combine(tirx.Shuffle([vector], list(range(half))), tirx.Shuffle([vector], list(range(half, lanes))))
-        lanes = half
-    return vector
-
-
 def attention_supported(seq: int, dim: int) -> bool:
     """Whether ``attention_kernel`` takes ``seq`` tokens per sequence and heads of ``dim``: the scores need
     ``dim`` in multiples of 32 and ``seq`` of 16, the context ``seq`` in multiples of 32 and ``dim`` of 16."""
@@ -176,7 +160,7 @@ def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int
     the probabilities as a bf16 tile row, then the context tiles (AMX) stored straight into the output."""
     from tvm.script import tirx as T
 
-    from core.tvm.fast_math import _fast_exp
+    from core.tvm.fast_math import _fast_exp, across_lanes, add
 
     if not attention_supported(seq, dim):
         raise ValueError(f"the AMX attention kernel needs sequences and head sizes in multiples of {K_STEP} "
@@ -238,7 +222,7 @@ def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int
                             scores[r, c * lanes + lane] = scores[r, c * lanes + lane] + mask[b * per_mask, row,
                                                                                              c * lanes + lane]
                             stats[lane] = T.max(stats[lane], scores[r, c * lanes + lane])
-                    total[0] = _across_lanes(stats.vload([0], f"float32x{lanes}"), lanes, T.max)
+                    total[0] = across_lanes(stats.vload([0], f"float32x{lanes}"), lanes, T.max)
                     if total[0] == T.float32("-inf"):
                         for c in range(chunks):
                             for lane in T.vectorized(lanes):
@@ -250,7 +234,7 @@ def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int
                             for lane in T.vectorized(lanes):
                                 scores[r, c * lanes + lane] = _fast_exp(scores[r, c * lanes + lane] - total[0])
                                 stats[lane] = stats[lane] + scores[r, c * lanes + lane]
-                        total[1] = T.float32(1) / _across_lanes(stats.vload([0], f"float32x{lanes}"), lanes, _add)
+                        total[1] = T.float32(1) / across_lanes(stats.vload([0], f"float32x{lanes}"), lanes, add)
                         for c in range(chunks):
                             for lane in T.vectorized(lanes):
                                 probs[r, c * lanes + lane] = T.Cast(

@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from core.tvm import amx_bf16_matmul
+from core.tvm.relax_rewrite import BindingLookup, rewrite_functions
 
 LAYOUT_OPS = ("relax.reshape", "relax.permute_dims", "relax.broadcast_to")
 MAX_INDEX_ELEMENTS = 1 << 24  # index maps are replayed in numpy: larger tensors are left alone
@@ -109,13 +110,10 @@ def fuse_attention(mod):
     fused = [0]
 
     @mutator
-    class AttentionFuser(PyExprMutator):
+    class AttentionFuser(PyExprMutator, BindingLookup):
         def __init__(self, module):
             super().__init__(module)
             self.kernels = {}
-
-        def bound(self, expr):
-            return self.lookup_binding(expr) if isinstance(expr, relax.Var) else expr
 
         def visit_call_(self, call):
             call = super().visit_call_(call)
@@ -216,11 +214,7 @@ def fuse_attention(mod):
             heads_first = relax.op.permute_dims(relax.op.reshape(out, (batch, seq, heads, dim)), [0, 2, 1, 3])
             return relax.op.reshape(heads_first, (batch * heads, seq, dim))
 
-    fuser = AttentionFuser(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            fuser.builder_.update_func(gv, fuser.visit_expr(func))
-    new_mod = relax.transform.DeadCodeElimination()(fuser.builder_.get())
+    new_mod = relax.transform.DeadCodeElimination()(rewrite_functions(AttentionFuser(mod), mod))
     return simplify_layouts(new_mod), fused[0]
 
 
@@ -232,10 +226,7 @@ def simplify_layouts(mod):
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
     @mutator
-    class Simplifier(PyExprMutator):
-        def bound(self, expr):
-            return self.lookup_binding(expr) if isinstance(expr, relax.Var) else expr
-
+    class Simplifier(PyExprMutator, BindingLookup):
         def visit_call_(self, call):
             call = super().visit_call_(call)
             if call.op != Op.get("relax.reshape"):
@@ -248,8 +239,4 @@ def simplify_layouts(mod):
                 return call
             return relax.op.reshape(source, call.args[1])
 
-    simplifier = Simplifier(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            simplifier.builder_.update_func(gv, simplifier.visit_expr(func))
-    return relax.transform.DeadCodeElimination()(simplifier.builder_.get())
+    return relax.transform.DeadCodeElimination()(rewrite_functions(Simplifier(mod), mod))

@@ -40,6 +40,7 @@ from core.tvm import (
     quantize,
 )
 from core.tvm.attention import fuse_attention
+from core.tvm.relax_rewrite import BindingLookup, rewrite_functions
 
 DEFAULT_THRESHOLD = 0.8
 # The block shapes the BSR kernels are scheduled for (docs/tvm.md), offered by Compile and What-if.
@@ -135,7 +136,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
         mod, _ = fuse_attention(mod)
 
     @mutator
-    class LinearRewriter(PyExprMutator):
+    class LinearRewriter(PyExprMutator, BindingLookup):
         def __init__(self, module):
             super().__init__(module)
             self.kernels = {}
@@ -145,9 +146,6 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             if key not in self.kernels:
                 self.kernels[key] = self.builder_.add_func(build(), f"{key[0]}_{'_'.join(map(str, key[1:]))}")
             return self.kernels[key]
-
-        def bound(self, expr):
-            return self.lookup_binding(expr) if isinstance(expr, relax.Var) else expr
 
         def weight_of(self, expr):
             """The constant ``W`` when ``expr`` is ``permute_dims(W)`` of a 2-D constant, else None.
@@ -320,10 +318,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             return self.sliced(y, tokens, m), amx_bsr_kernel.default_schedule(tokens).label
 
     rewriter = LinearRewriter(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-    new_mod = rewriter.builder_.get()
+    new_mod = rewrite_functions(rewriter, mod)
     new_mod = relax.transform.EliminateCommonSubexpr()(new_mod)  # one X^T per shared input (Q, K, V)
     if options.epilogues:
         new_mod = epilogue.fuse_epilogues(new_mod, rewriter.fusable)
@@ -334,7 +329,7 @@ BF16_MATMUL_PREFIX = "bmm_bf16_"
 BF16_KERNEL_PREFIXES = (BF16_MATMUL_PREFIX, "attention_bf16_")
 
 
-def bf16_matmul_calls(mod) -> int:
+def bf16_attention_calls(mod) -> int:
     """How many calls of the AMX bf16 kernels (fused attention, lone batch matmuls) ``mod``'s Relax functions
     make."""
     from tvm import relax

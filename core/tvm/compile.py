@@ -26,7 +26,7 @@ from core.jobs import NO_PROGRESS, Progress
 from core.model_source import linear_layers
 from core.tvm.amx_bsr_kernel import enable_amx, use_amx
 from core.tvm.bsr_kernel import padded_tokens
-from core.tvm.bsr_rewrite import LayerReport, RewriteOptions, bf16_matmul_calls, linear_names, rewrite_linears
+from core.tvm.bsr_rewrite import LayerReport, RewriteOptions, bf16_attention_calls, linear_names, rewrite_linears
 from core.tvm.int8_dense_kernel import use_vnni
 from core.tvm.relax_import import INPUT_NAMES, InputShape, import_model
 from core.tvm.target import host_target, set_runtime_threads, target_description
@@ -39,17 +39,19 @@ REPORT_FILE = "report.json"
 ARTIFACT_KIND = "tvm-library"
 BUILD_LIBRARIES = ("apache-tvm", "apache-tvm-ffi", "torch", "transformers")
 # Bump when kernels or schedules change, so old libraries are not reused.
+# 18: softmax and layer norm reduce their lanes as shuffle trees;
 # 17: bias, GELU, residual in the dense kernel's store (epilogue.py); 16: masked-row chain folded into softmax;
 # 15: batch matmul 8x32 tiles; 14: hand-written softmax + layer norm, faster quantisation, AMX; 13: dense kernels
 # parallel panel-major; 12: power(x, 2|3|4) as multiplications
-SCHEDULE_VERSION = 17
-# Bump when the int8 kernels or quantisation change (int8 libraries only). 14: softmax reductions as shuffle trees;
+SCHEDULE_VERSION = 18
+# Bump when the int8 kernels or quantisation change (int8 libraries only). 15: the report's bf16 count renamed
+# (bf16_attention_calls); 14: softmax reductions as shuffle trees;
 # 13: self-attention fused (AMX bf16);
 # 12: attention's matmuls on AMX bf16;
 # 11: quantisation transposes by shuffles;
 # 10: dense AMX split by slices again; 9: AMX and VNNI ``rows`` BSR kernels split by tokens; 8: bias and residual
 # in the AMX kernels' stores; 7: per-token asymmetric activations; 5: epilogue; 4: dense 8x32 tiles; 3: AMX
-INT8_VERSION = 14
+INT8_VERSION = 15
 
 
 
@@ -86,11 +88,11 @@ class CompiledModel:
     unscheduled: tuple[str, ...]
     shape: InputShape
     threads: int
-    bf16_matmuls: int = 0  # attention matmuls run on AMX bf16 tiles (int8 builds on AMX CPUs)
+    bf16_attention_calls: int = 0  # fused attention kernels and lone attention matmuls on AMX bf16 tiles (int8, AMX)
 
     @property
     def attention_precision(self) -> str:
-        return "bf16" if self.bf16_matmuls else "fp32"
+        return "bf16" if self.bf16_attention_calls else "fp32"
 
     @property
     def library_bytes(self) -> int:
@@ -179,7 +181,7 @@ def _build(model, options: CompileOptions, progress: Progress) -> Callable[[Path
         mod = import_model(model, options.shape)
         progress(0.3, "rewriting Linear layers")
         mod, layers = rewrite_linears(mod, options.rewrite, linear_names(model))
-        bf16_matmuls = bf16_matmul_calls(mod)
+        bf16_calls = bf16_attention_calls(mod)
         try:
             executable, left = relax_to_library(mod, host_target(options.threads), progress)
             progress(0.9, "writing the library")
@@ -189,7 +191,8 @@ def _build(model, options: CompileOptions, progress: Progress) -> Callable[[Path
         except Exception as exc:  # TVM raises its own error types from C++
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise SparseLabError(f"TVM failed to compile the model: {first}") from exc
-        report = {"layers": [layer.as_dict() for layer in layers], "unscheduled": left, "bf16_matmuls": bf16_matmuls,
+        report = {"layers": [layer.as_dict() for layer in layers], "unscheduled": left,
+                  "bf16_attention_calls": bf16_calls,
                   "compile_s": time.perf_counter() - start}
         (directory / REPORT_FILE).write_text(json.dumps(report, indent=1))
 
@@ -217,7 +220,7 @@ def compile_model(model, options: CompileOptions, *, name: str = "model", cache:
     return CompiledModel(path=path, layers=tuple(_layer(d) for d in report["layers"]),
                          compile_s=report["compile_s"], cache_hit=hit, load_s=time.perf_counter() - start,
                          unscheduled=tuple(report["unscheduled"]), shape=options.shape, threads=options.threads,
-                         bf16_matmuls=report.get("bf16_matmuls", 0))
+                         bf16_attention_calls=report.get("bf16_attention_calls", 0))
 
 
 def _describe(options: CompileOptions) -> str:

@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.tvm.relax_rewrite import rewrite_functions
+
 
 @dataclass(frozen=True)
 class Epilogue:
@@ -136,11 +138,7 @@ def fuse_epilogues(mod, fusable: dict[str, Fusable]):
             return y if shape == [m, n] else relax.op.reshape(y, shape)
 
     fuser = EpilogueFuser(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            fuser.plan = _plan(func, fusable)
-            fuser.builder_.update_func(gv, fuser.visit_expr(func))
-    return fuser.builder_.get()
+    return rewrite_functions(fuser, mod, before=lambda func: setattr(fuser, "plan", _plan(func, fusable)))
 
 
 def _plan(func, fusable: dict[str, Fusable]) -> dict:
