@@ -21,6 +21,7 @@ inputs' (8 bits of mantissa): the model's int8 output moves by far less than int
 from __future__ import annotations
 
 import functools
+import operator
 import os
 
 from core.tvm import amx_bsr_kernel
@@ -160,7 +161,7 @@ def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int
     the probabilities as a bf16 tile row, then the context tiles (AMX) stored straight into the output."""
     from tvm.script import tirx as T
 
-    from core.tvm.fast_math import _fast_exp, across_lanes, add
+    from core.tvm.fast_math import _fast_exp, across_lanes
 
     if not attention_supported(seq, dim):
         raise ValueError(f"the AMX attention kernel needs sequences and head sizes in multiples of {K_STEP} "
@@ -222,7 +223,7 @@ def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int
                             scores[r, c * lanes + lane] = scores[r, c * lanes + lane] + mask[b * per_mask, row,
                                                                                              c * lanes + lane]
                             stats[lane] = T.max(stats[lane], scores[r, c * lanes + lane])
-                    total[0] = across_lanes(stats.vload([0], f"float32x{lanes}"), lanes, T.max)
+                    total[0] = across_lanes(stats, lanes, T.max)
                     if total[0] == T.float32("-inf"):
                         for c in range(chunks):
                             for lane in T.vectorized(lanes):
@@ -234,7 +235,7 @@ def attention_kernel(batch: int, heads: int, seq: int, dim: int, mask_batch: int
                             for lane in T.vectorized(lanes):
                                 scores[r, c * lanes + lane] = _fast_exp(scores[r, c * lanes + lane] - total[0])
                                 stats[lane] = stats[lane] + scores[r, c * lanes + lane]
-                        total[1] = T.float32(1) / across_lanes(stats.vload([0], f"float32x{lanes}"), lanes, add)
+                        total[1] = T.float32(1) / across_lanes(stats, lanes, operator.add)
                         for c in range(chunks):
                             for lane in T.vectorized(lanes):
                                 probs[r, c * lanes + lane] = T.Cast(

@@ -27,6 +27,7 @@ GPT-2's GELU (``gelu_new``) is the tanh form with ``torch.pow(x, 3.0)``, which l
 from __future__ import annotations
 
 import math
+import operator
 
 from core.tvm.relax_rewrite import rewrite_functions
 
@@ -195,15 +196,13 @@ def _fast_exp(x):
     return T.reinterpret("float32", T.shift_left(T.Cast("int32", k) + 127, 23)) * p
 
 
-def add(a, b):
-    return a + b
-
-
-def across_lanes(vector, lanes: int, combine):
-    """``combine`` of a vector's lanes as a tree of halves (4 steps for 16 lanes; a loop over the lanes was a
-    chain of 15 dependent operations: 17 us of a 120 us attention call, BERT-base, 2 threads)."""
+def across_lanes(buffer, lanes: int, combine):
+    """``combine`` (``T.max``, ``operator.add``) of a float32 ``buffer``'s first ``lanes`` values as a tree of
+    halves (4 steps for 16 lanes; a loop over the lanes was a chain of 15 dependent operations: 17 us of a 120 us
+    attention call, BERT-base, 2 threads)."""
     from tvm import tirx
 
+    vector = buffer.vload([0], f"float32x{lanes}")
     while lanes > 1:
         half = lanes // 2
         vector = combine(tirx.Shuffle([vector], list(range(half))), tirx.Shuffle([vector], list(range(half, lanes))))
@@ -231,7 +230,7 @@ def softmax_kernel(rows: int, n: int):
                 for j in range(1, chunks):
                     for v in T.vectorized(lanes):
                         partial[v] = T.max(partial[v], x[i, j * lanes + v])
-                total[0] = across_lanes(partial.vload([0], f"float32x{lanes}"), lanes, T.max)
+                total[0] = across_lanes(partial, lanes, T.max)
                 if total[0] == T.float32("-inf"):  # a fully masked row: zeros, as transformers' attention does
                     for j in range(chunks):
                         for v in T.vectorized(lanes):
@@ -243,7 +242,7 @@ def softmax_kernel(rows: int, n: int):
                         for v in T.vectorized(lanes):
                             y[i, j * lanes + v] = _fast_exp(x[i, j * lanes + v] - total[0])
                             partial[v] = partial[v] + y[i, j * lanes + v]
-                    total[1] = T.float32(1) / across_lanes(partial.vload([0], f"float32x{lanes}"), lanes, add)
+                    total[1] = T.float32(1) / across_lanes(partial, lanes, operator.add)
                     for j in range(chunks):
                         for v in T.vectorized(lanes):
                             y[i, j * lanes + v] = y[i, j * lanes + v] * total[1]
@@ -271,13 +270,13 @@ def layer_norm_kernel(rows: int, n: int, epsilon: float):
                 for j in range(chunks):
                     for v in T.vectorized(lanes):
                         partial[v] = partial[v] + x[i, j * lanes + v]
-                stats[0] = across_lanes(partial.vload([0], f"float32x{lanes}"), lanes, add) / T.float32(n)
+                stats[0] = across_lanes(partial, lanes, operator.add) / T.float32(n)
                 for v in T.vectorized(lanes):
                     partial[v] = T.float32(0)
                 for j in range(chunks):
                     for v in T.vectorized(lanes):
                         partial[v] = partial[v] + (x[i, j * lanes + v] - stats[0]) * (x[i, j * lanes + v] - stats[0])
-                stats[1] = T.float32(1) / T.sqrt(across_lanes(partial.vload([0], f"float32x{lanes}"), lanes, add)
+                stats[1] = T.float32(1) / T.sqrt(across_lanes(partial, lanes, operator.add)
                                                  / T.float32(n) + T.float32(epsilon))
                 for j in range(chunks):
                     for v in T.vectorized(lanes):
