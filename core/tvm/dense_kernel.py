@@ -37,7 +37,7 @@ class DenseSchedule:
 
 
 def default_schedule(m: int, n: int) -> DenseSchedule:
-    """32 features x 8 tokens: 16 AVX-512 accumulators (8 x 2 zmm); 1 KB, the stack limit."""
+    """32 features x 8 tokens: 16 AVX-512 accumulators (8 x 2 zmm), two stack buffers of 512 bytes."""
     lanes = next(l for l in (32, 16, 8, 4, 2, 1) if n % l == 0)
     tile = next(t for t in (8, 4, 2, 1) if m % t == 0 and t * lanes * 4 <= 1024)
     return DenseSchedule(lanes, tile)
@@ -50,36 +50,59 @@ def pack_weight(weight: np.ndarray, lanes: int) -> np.ndarray:
 
 
 def dense_matmul(m: int, k: int, n: int, schedule: DenseSchedule, epilogue: Epilogue = NO_EPILOGUE):
-    """The scheduled PrimFunc ``(X, Wp[, bias][, residual]) -> Y``; ``epilogue`` (``core.tvm.epilogue``) is applied
-    to each register tile as it is stored."""
-    from tvm import s_tir, te
+    """The PrimFunc ``(X, Wp[, bias][, residual]) -> Y``; ``epilogue`` (``core.tvm.epilogue``) is applied to each
+    register tile as it is stored.
+
+    Each (panel, token tile) task keeps its ``tile x lanes`` accumulator in two buffers of at most 512 bytes: TVM
+    0.27 puts a buffer under 1 KB on the stack, where LLVM keeps it in registers even with the prefetch call in
+    the loop (one 1 KB buffer goes to the heap, and the call then forces a store of every accumulator per step).
+    Every step of the reduction also prefetches (into L2) a part of the *next* panel, spread so that the panel's
+    token tiles together fetch all of it: within the model each panel is read from L3 once, and without the
+    prefetch the first token tile of every panel waited for it. Measured (session 14, Intel Xeon with AMX, 2
+    threads, BERT-base's 72 Linears with distinct weights, alternating processes, medians): 84-86 ms without,
+    70-72 ms with; torch's oneDNN matmul 83-86 ms on the same sequence."""
+    from tvm import tirx
+    from tvm.script import tirx as T
 
     lanes, tile = schedule.lanes, schedule.tile
-    x = te.placeholder((m, k), name="X")
-    packed = te.placeholder((n // lanes, k, lanes), name="Wp")
-    r = te.reduce_axis((0, k), name="k")
-    y = te.compute((m, n), lambda i, j: te.sum(x[i, r] * packed[j // lanes, r, j % lanes], axis=r), name="Y")
-    out, extra = epilogue.te_stages(y)
-    sch = s_tir.Schedule(te.create_prim_func([x, packed, *extra, out]))
-    block = sch.get_sblock("Y")
-    token, feature, reduction = sch.get_loops(block)
-    panel, lane = sch.split(feature, [None, lanes])
-    tile_outer, tile_inner = sch.split(token, [None, tile])
-    sch.reorder(panel, tile_outer, reduction, tile_inner, lane)
-    # "global", not "local": TVM 0.27 puts only global-scope allocations < 1 KB on the stack.
-    accumulator = sch.cache_write(block, 0, "global")
-    if epilogue:  # every stage inlined into the store: Y itself is never written
-        *middle, last = [stage for stage in sch.get_child_blocks(sch.get_sblock("root"))
-                         if not any(sch.get(stage).same_as(sch.get(own)) for own in (block, accumulator))]
-        for stage in middle:
-            sch.compute_inline(stage)
-        sch.reverse_compute_inline(last)
-    sch.reverse_compute_at(accumulator, tile_outer)
-    sch.vectorize(sch.get_loops(accumulator)[-1])
-    sch.parallel(sch.fuse(panel, tile_outer))
-    sch.unroll(tile_inner)
-    sch.vectorize(lane)
-    sch.decompose_reduction(block, reduction)
-    # opaque: FuseOps must not merge it with its epilogue, which would drop this schedule
-    func = sch.mod["main"].without_attr("global_symbol")  # named by the module it joins
-    return func.with_attrs({"tirx.is_scheduled": True, "op_pattern": 8})
+    panels, tiles = n // lanes, m // tile
+    half = max(lanes // 2, 1)
+    second = lanes > 1  # the second half's accumulator
+    with_bias, with_residual = epilogue.bias, epilogue.residual
+
+    @T.prim_func(private=True)
+    def kernel(x: T.Buffer((m, k), "float32"), wp: T.Buffer((panels, k, lanes), "float32"),
+               bias: T.Buffer((n,), "float32"), residual: T.Buffer((m, n), "float32"),
+               y: T.Buffer((m, n), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for task in T.parallel(panels * tiles):
+            low = T.decl_buffer((tile, half), "float32", scope="global")
+            high = T.decl_buffer((tile, half), "float32", scope="global")
+            panel = T.meta_var(task // tiles)
+            token0 = T.meta_var(task % tiles * tile)
+            for t in T.unroll(tile):
+                for lane in T.vectorized(half):
+                    low[t, lane] = T.float32(0)
+                    if second:
+                        high[t, lane] = T.float32(0)
+            for r in range(k):
+                ahead = T.meta_var((task % tiles * k + r) * lanes // tiles)  # element of the next panel
+                T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", T.address_of(
+                    wp[T.min(panel + 1, panels - 1), ahead // lanes, ahead % lanes]), 0, 2, 1))
+                for t in T.unroll(tile):
+                    for lane in T.vectorized(half):
+                        low[t, lane] = low[t, lane] + x[token0 + t, r] * wp[panel, r, lane]
+                        if second:
+                            high[t, lane] = high[t, lane] + x[token0 + t, r] * wp[panel, r, half + lane]
+            for t in range(tile):
+                for lane in T.vectorized(half):
+                    y[token0 + t, panel * lanes + lane] = epilogue.applied(
+                        low[t, lane], token0 + t, panel * lanes + lane, bias, residual)
+                    if second:
+                        y[token0 + t, panel * lanes + half + lane] = epilogue.applied(
+                            high[t, lane], token0 + t, panel * lanes + half + lane, bias, residual)
+
+    kept = [param for param, used in zip(kernel.params, (True, True, with_bias, with_residual, True)) if used]
+    # opaque: FuseOps must not merge it with anything, which would drop this schedule
+    return tirx.PrimFunc(kept, kernel.body, attrs=kernel.attrs).with_attrs(
+        {"tirx.is_scheduled": True, "op_pattern": 8})

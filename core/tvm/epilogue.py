@@ -13,7 +13,7 @@ adds the bias, applies GELU and adds the residual while its accumulator is still
 ``docs/tvm.md`` says (BERT-base, seq 128, 2 threads): those passes were ~1.2 ms of a 55 ms fp32 inference on
 AMD Zen 5, ~3.5 of 151 ms on an Intel Xeon.
 
-The dense fp32 kernel takes all three (GELU as ``fast_math.gelu``, the erf form with TOPI's fast erf); the dense
+The dense fp32 kernel takes all three (GELU as ``fast_math.gelu_value``, the erf form with a fast erf); the dense
 int8 kernel takes bias and residual (its store is hand-written TIR, where TOPI's fast erf is not available), so
 for the FFN's first Linear it adds the bias and GELU stays a pass of its own.
 """
@@ -43,35 +43,21 @@ class Epilogue:
         """``"_bias_gelu"`` ...: appended to the kernel's name and schedule label."""
         return "".join(f"_{name}" for name in ("bias", "gelu", "residual") if getattr(self, name))
 
-    def te_stages(self, y):
-        """``(output, extra placeholders in argument order)``: te stages applying this epilogue to ``y`` [m, n]."""
-        from tvm import te
+    def applied(self, value, token, feature, bias=None, residual=None):
+        """``value`` (a TIR expression: the accumulation for ``[token, feature]``) with this epilogue applied;
+        ``bias`` [n] and ``residual`` [m, n] are the kernel's buffers (unused ones may be None)."""
+        from core.tvm.fast_math import gelu_value
 
-        from core.tvm.fast_math import gelu
-
-        m, n = (int(d) for d in y.shape)
-        out, extra = y, []
         if self.bias:
-            bias = te.placeholder((n,), name="bias")
-            extra.append(bias)
-            out = _plus(out, lambda i, j: bias[j], "with_bias")
+            value = value + bias[feature]
         if self.gelu:
-            out = gelu(out)
+            value = gelu_value(value)
         if self.residual:
-            residual = te.placeholder((m, n), name="residual")
-            extra.append(residual)
-            out = _plus(out, lambda i, j: residual[i, j], "with_residual")
-        return out, extra
+            value = value + residual[token, feature]
+        return value
 
 
 NONE = Epilogue()
-
-
-def _plus(tensor, term, name: str):
-    """The te stage ``tensor[i, j] + term(i, j)``."""
-    from tvm import te
-
-    return te.compute(tensor.shape, lambda i, j: tensor[i, j] + term(i, j), name=name)
 
 
 @dataclass(frozen=True)

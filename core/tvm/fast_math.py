@@ -196,6 +196,30 @@ def _fast_exp(x):
     return T.reinterpret("float32", T.shift_left(T.Cast("int32", k) + 127, 23)) * p
 
 
+def _fast_erf(x):
+    """TOPI's ``fast_erf`` (Eigen's rational approximation on [-4, 4], error < 1e-7) on a TIR expression:
+    vectorises, where ``T.erf`` calls scalar libm ``erff`` per element."""
+    from tvm.script import tirx as T
+
+    c = T.max(T.min(x, T.float32(4.0)), T.float32(-4.0))
+    c2 = c * c
+    p = T.float32(-2.72614225801306e-10)
+    for alpha in (2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05, -7.34990630326855e-04,
+                  -2.95459980854025e-03, -1.60960333262415e-02):
+        p = p * c2 + T.float32(alpha)
+    q = T.float32(-1.45660718464996e-05)
+    for beta in (-2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03, -1.42647390514189e-02):
+        q = q * c2 + T.float32(beta)
+    return c * p / q
+
+
+def gelu_value(x):
+    """GELU (erf form) of a float32 TIR expression, with ``_fast_erf``: the dense kernel's epilogue."""
+    from tvm.script import tirx as T
+
+    return x * T.float32(0.5) * (_fast_erf(x * T.float32(1.0 / math.sqrt(2.0))) + T.float32(1.0))
+
+
 def across_lanes(buffer, lanes: int, combine):
     """``combine`` (``T.max``, ``operator.add``) of a float32 ``buffer``'s first ``lanes`` values as a tree of
     halves (4 steps for 16 lanes; a loop over the lanes was a chain of 15 dependent operations: 17 us of a 120 us
