@@ -227,6 +227,36 @@ def test_loss_decreases_on_a_tiny_corpus(tiny_model, tiny_tokenizer):
 
 
 @pytest.mark.slow  # trains
+def test_a_clock_budgeted_schedule_is_refitted_to_the_pace_after_the_slow_first_steps(tiny_model, tiny_tokenizer,
+                                                                                    monkeypatch):
+    import copy
+
+    clock = {"now": 0.0, "steps": 0}
+
+    class FakeTime:  # the loop's clock: 1 s per step for the first three, then 0.25 s
+        @staticmethod
+        def monotonic():
+            return clock["now"]
+
+    texts = distill.batch_texts
+
+    def timed_batch(*args):
+        clock["now"] += 1.0 if clock["steps"] < distill.PROBE_STEPS else 0.25
+        clock["steps"] += 1
+        return texts(*args)
+
+    monkeypatch.setattr(distill, "time", FakeTime)
+    monkeypatch.setattr(distill, "batch_texts", timed_batch)
+    request = _request(steps=None, minutes=10 / 60, end_fraction=0.7)  # 10 s: 3 + 28 steps
+    result = train(request, tiny_model, copy.deepcopy(tiny_model), tiny_tokenizer)
+    assert result.steps == 31 and not result.forced_final
+    assert result.sparsity == pytest.approx(0.8, abs=0.01)
+    # fitted from the probe alone, the pace of 1 s per step planned 9 steps and ended the schedule at step 6
+    end = result.schedule["end_step"]
+    assert 0.5 * result.steps <= end <= 0.7 * result.steps
+
+
+@pytest.mark.slow  # trains
 def test_bf16_autocast_trains_and_holds_masks(tiny_model, tiny_tokenizer):
     import torch
 
