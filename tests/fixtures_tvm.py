@@ -4,6 +4,7 @@ Weights are prepared here with plain numpy, so these tests do not depend on
 core.pruning: the engine takes any already-pruned torch model.
 """
 
+import math
 import os
 
 import numpy as np
@@ -26,6 +27,18 @@ def random_block_sparse(shape, sparsity, block, seed=0) -> np.ndarray:
     mask = np.kron(keep.reshape(grid), np.ones(block, dtype=bool))
     values = rng.uniform(0.5, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
     return (values * mask).astype(np.float32)
+
+
+def with_epilogue(y: np.ndarray, epilogue, bias: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """``y`` [m, n] with ``epilogue`` (core.tvm.epilogue) applied in float64: + bias, exact-erf GELU, + residual."""
+    out = y.astype(np.float64)
+    if epilogue.bias:
+        out = out + bias
+    if epilogue.gelu:
+        out = 0.5 * out * (1.0 + np.vectorize(math.erf)(out / math.sqrt(2.0)))
+    if epilogue.residual:
+        out = out + residual
+    return out
 
 
 def magnitude_prune_(model, sparsity: float, skip: tuple[str, ...] = ()) -> None:

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from core.tvm import amx_bsr_kernel, int8_bsr_kernel, int8_dense_kernel, quantize
+from core.tvm.epilogue import Epilogue
 from core.tvm.target import host_target
-from tests.fixtures_tvm import random_block_sparse
+from tests.fixtures_tvm import random_block_sparse, with_epilogue
 
 AMX = pytest.mark.skipif(not amx_bsr_kernel.use_amx(), reason="this CPU has no AMX int8 (or Linux refused tiles)")
 
@@ -122,17 +123,15 @@ def test_amx_dense_kernel_is_exact(m, k, n, by_tokens):
 @AMX
 @pytest.mark.slow  # builds with LLVM
 @pytest.mark.parametrize("dense", [False, True], ids=["bsr", "dense"])
-@pytest.mark.parametrize("residual", [False, True], ids=["bias", "bias+residual"])
-def test_amx_epilogue_adds_bias_and_residual_to_the_dequantised_output(dense, residual):
-    from core.tvm.epilogue import Epilogue
-
+@pytest.mark.parametrize("chosen", [Epilogue(bias=True), Epilogue(bias=True, gelu=True),
+                                    Epilogue(bias=True, residual=True)], ids=lambda e: e.suffix)
+def test_amx_epilogue_applies_to_the_dequantised_output(dense, chosen):
     m, k, n = 32, 128, 48
     rng = np.random.default_rng(8)
     x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
     u8, x_params = quantize.quantize_activation(x)
     bias = rng.standard_normal(n).astype(np.float32)
     rest = rng.standard_normal((m, n)).astype(np.float32)
-    chosen = Epilogue(bias=True, residual=residual)
     if dense:
         qweight, w_scale = quantize.quantize_weight(rng.standard_normal((n, k)).astype(np.float32))
         sums = quantize.weight_sums(qweight)
@@ -147,12 +146,10 @@ def test_amx_epilogue_adds_bias_and_residual_to_the_dequantised_output(dense, re
         weights = [packed.apack, packed.cols, packed.chunk_ptr, packed.scale, packed.sums]
     kernel = int8_dense_kernel.build(func, host_target(2))
     y, = _tensors(np.zeros((m, n), np.float32))
-    extra = [bias, rest] if residual else [bias]
+    extra = [bias] + [rest] * chosen.residual
     kernel(*_tensors(quantize.pack_activation(u8, m), quantize.padded_params(x_params, m), *weights, *extra), y)
-    expected = quantize.dequantize(quantize.integer_matmul(u8, qweight), x_params, w_scale, sums) + bias[None, :]
-    if residual:
-        expected = expected + rest
-    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+    dequantized = quantize.dequantize(quantize.integer_matmul(u8, qweight), x_params, w_scale, sums)
+    np.testing.assert_allclose(y.numpy(), with_epilogue(dequantized, chosen, bias, rest), rtol=1e-5, atol=2e-5)
 
 
 def test_the_split_follows_the_token_passes():
@@ -163,10 +160,7 @@ def test_the_split_follows_the_token_passes():
     assert amx_bsr_kernel.dense_schedule(128).label == "int8-amx-dense/32"  # dense: by weight slices
 
 
-def test_amx_kernels_refuse_an_epilogue_they_cannot_store():
-    from core.tvm.epilogue import Epilogue
-
-    with pytest.raises(ValueError, match="AMX kernel adds a bias"):
-        amx_bsr_kernel.amx_bsr_matmul(32, 128, 48, epilogue=Epilogue(bias=True, gelu=True))
-    with pytest.raises(ValueError, match="AMX kernel adds a bias"):
-        amx_bsr_kernel.amx_dense_matmul(32, 128, 48, epilogue=Epilogue(residual=True))
+def test_amx_kernels_refuse_an_epilogue_on_raw_sums():
+    for make in (amx_bsr_kernel.amx_bsr_matmul, amx_bsr_kernel.amx_dense_matmul):
+        with pytest.raises(ValueError, match="AMX kernel applies an epilogue"):
+            make(32, 128, 48, dequantize=False, epilogue=Epilogue(bias=True, gelu=True))

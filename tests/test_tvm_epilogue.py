@@ -1,8 +1,6 @@
 """Bias, GELU and residual folded into the dense kernels (core.tvm.epilogue): the kernels against numpy, which
 chains the Relax pass fuses, which it leaves alone, and a compiled model against PyTorch."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -12,13 +10,9 @@ from core.tvm.bsr_rewrite import RewriteOptions, linear_names, rewrite_linears
 from core.tvm.epilogue import Epilogue
 from core.tvm.relax_import import InputShape, import_model
 from core.tvm.target import host_target
-from tests.fixtures_tvm import SEQ_LEN
+from tests.fixtures_tvm import SEQ_LEN, with_epilogue
 
 M, K, N = 32, 64, 96
-
-
-def _gelu(x):
-    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
 
 
 @pytest.mark.slow  # compiles with TVM
@@ -42,13 +36,7 @@ def test_dense_kernel_applies_its_epilogue(epilogue):
     out = tvm.runtime.tensor(np.zeros((M, N), np.float32), device)
     kernel(*[tvm.runtime.tensor(a, device) for a in arrays], out)
 
-    expected = x.astype(np.float64) @ weight.T.astype(np.float64)
-    if epilogue.bias:
-        expected = expected + bias
-    if epilogue.gelu:
-        expected = _gelu(expected)
-    if epilogue.residual:
-        expected = expected + residual
+    expected = with_epilogue(x.astype(np.float64) @ weight.T.astype(np.float64), epilogue, bias, residual)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=2e-5)
 
 
@@ -70,28 +58,28 @@ def test_every_bert_linear_takes_its_bias_gelu_and_residual(tiny_model):
                 and not gv.name_hint.endswith(("_bias", "_gelu", "_residual"))]
 
 
-def test_int8_dense_kernels_take_bias_and_residual_and_leave_gelu(tiny_model):
+def test_int8_dense_kernels_take_bias_gelu_and_residual(tiny_model):
     layers = tiny_model.config.num_hidden_layers
     mod, calls = _fused_calls(tiny_model, RewriteOptions(block=None, precision="int8", amx=False))
-    # the FFN's first Linear folds its bias; its GELU (no fast erf in the int8 kernel's TIR) stays a pass
-    assert calls == {"_bias": 4 * layers, "_bias_gelu": 0, "_bias_residual": 2 * layers}
-    assert mod["main"].script().count("R.nn.gelu(") == layers
+    assert calls == {"_bias": 3 * layers, "_bias_gelu": layers, "_bias_residual": 2 * layers}
+    assert "R.nn.gelu(" not in mod["main"].script()
 
 
 @pytest.mark.skipif(not __import__("core.tvm.amx_bsr_kernel", fromlist=["use_amx"]).use_amx(),
                     reason="this CPU has no AMX int8: the rewrite picks the VNNI kernels")
 @pytest.mark.parametrize("block", [None, (16, 4)], ids=["dense", "bsr-16x4"])
-def test_amx_kernels_take_bias_and_residual_and_leave_gelu(tiny_model, block):
+def test_amx_kernels_take_bias_gelu_and_residual(tiny_model, block):
     from core.pruning.apply import PruneConfig, prune_model
 
     if block:
         prune_model(tiny_model, PruneConfig(method="random", sparsity=0.9, block=block))
     layers = tiny_model.config.num_hidden_layers
     mod, calls = _fused_calls(tiny_model, RewriteOptions(block=block, precision="int8", amx=True))
-    assert calls == {"_bias": 4 * layers, "_bias_gelu": 0, "_bias_residual": 2 * layers}
+    assert calls == {"_bias": 3 * layers, "_bias_gelu": layers, "_bias_residual": 2 * layers}
     kind = "bsr_amx" if block else "dense_amx"
     names = [gv.name_hint for gv in mod.get_global_vars()]
-    assert any(name.startswith(kind) and name.endswith("_bias_residual") for name in names), names
+    for suffix in ("_bias_gelu", "_bias_residual"):
+        assert any(name.startswith(kind) and name.endswith(suffix) for name in names), names
 
 
 def test_epilogues_off_keeps_the_separate_passes(tiny_model):

@@ -6,7 +6,7 @@ import pytest
 from core.tvm import int8_bsr_kernel, int8_dense_kernel, quantize
 from core.tvm.epilogue import Epilogue
 from core.tvm.target import host_target
-from tests.fixtures_tvm import random_block_sparse
+from tests.fixtures_tvm import random_block_sparse, with_epilogue
 
 M, K, N = 32, 64, 96
 BLOCKS = [(16, 4), (4, 4), (1, 4), (32, 4), (2, 4), (8, 4)]
@@ -90,10 +90,14 @@ def test_dense_int8_kernel(vnni, tile, panels):
     assert (y.numpy() * exact_float).sum() / np.linalg.norm(y.numpy()) / np.linalg.norm(exact_float) > 0.999
 
 
+EPILOGUES = [Epilogue(bias=True), Epilogue(bias=True, gelu=True), Epilogue(bias=True, residual=True),
+             Epilogue(gelu=True, residual=True)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("vnni", VNNI)
-@pytest.mark.parametrize("epilogue", [Epilogue(bias=True), Epilogue(bias=True, residual=True)], ids=lambda e: e.suffix)
-def test_dense_int8_kernel_adds_bias_and_residual(vnni, epilogue):
+@pytest.mark.parametrize("epilogue", EPILOGUES, ids=lambda e: e.suffix)
+def test_dense_int8_kernel_applies_its_epilogue(vnni, epilogue):
     _, u8, x_params = _activation()
     rng = np.random.default_rng(6)
     weight = rng.standard_normal((N, K)).astype(np.float32)
@@ -103,20 +107,18 @@ def test_dense_int8_kernel_adds_bias_and_residual(vnni, epilogue):
     kernel = int8_dense_kernel.build(int8_dense_kernel.dense_int8_matmul(M, K, N, schedule, epilogue=epilogue),
                                      host_target(2))
     y, = _tensors(np.zeros((M, N), np.float32))
-    extra = [bias] + [residual] * epilogue.residual
+    extra = [bias] * epilogue.bias + [residual] * epilogue.residual
     kernel(*_tensors(quantize.pack_activation(u8, M), quantize.padded_params(x_params, M), packed.packed, packed.scale,
                      packed.sums, *extra), y)
     qweight, w_scale = quantize.quantize_weight(weight)
-    expected = quantize.dequantize(quantize.integer_matmul(u8, qweight), x_params, w_scale, packed.sums) + bias
-    if epilogue.residual:
-        expected = expected + residual
-    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+    dequantized = quantize.dequantize(quantize.integer_matmul(u8, qweight), x_params, w_scale, packed.sums)
+    np.testing.assert_allclose(y.numpy(), with_epilogue(dequantized, epilogue, bias, residual), rtol=1e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("epilogue", [Epilogue(bias=True, gelu=True), Epilogue(residual=True)], ids=lambda e: e.suffix)
-def test_dense_int8_kernel_refuses_an_epilogue_it_cannot_apply(epilogue):
-    with pytest.raises(ValueError, match="bias, or a bias and a residual"):
-        int8_dense_kernel.dense_int8_matmul(M, K, N, int8_dense_kernel.default_schedule(M, N, False), epilogue=epilogue)
+def test_dense_int8_kernel_refuses_an_epilogue_on_raw_sums():
+    with pytest.raises(ValueError, match="dequantised output only"):
+        int8_dense_kernel.dense_int8_matmul(M, K, N, int8_dense_kernel.default_schedule(M, N, False),
+                                            dequantize=False, epilogue=Epilogue(bias=True))
 
 
 @pytest.mark.slow

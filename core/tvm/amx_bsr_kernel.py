@@ -23,8 +23,8 @@ On a CPU with AMX (Sapphire / Emerald / Granite Rapids), one ``tdpbsud`` multipl
 registers). Parallel over token passes when there are at least two (``split_by_tokens``: each thread computes every
 feature of its tokens, so its output stays in its core's cache for the token-parallel ops that follow), else over
 16-row block rows; each task loads the tile configuration (per-thread state) and releases it at the end. Results
-are bit-identical to the VNNI kernels (same int32 sums, same epilogue), which may add the bias and a residual as
-they store (``core.tvm.epilogue``).
+are bit-identical to the VNNI kernels (same int32 sums, same epilogue), which may add the bias, apply GELU and add
+a residual as they store (``core.tvm.epilogue``).
 
 Linux hands a process the AMX tile state only when asked (``arch_prctl(ARCH_REQ_XCOMP_PERM,
 XFEATURE_XTILEDATA)``); without it the first tile instruction is SIGILL. ``enable_amx`` asks, once per process,
@@ -44,7 +44,7 @@ from core.tvm import quantize
 from core.tvm.epilogue import NONE as NO_EPILOGUE
 from core.tvm.epilogue import Epilogue
 from core.tvm.int8_bsr_kernel import Int8Bsr
-from core.tvm.int8_dense_kernel import LANES, PackedInt8Weight, check_epilogue, stored
+from core.tvm.int8_dense_kernel import LANES, RAW_UNUSED, PackedInt8Weight, check_epilogue, stored
 
 AMX_ENV = "SPARSELAB_INT8_AMX"  # "0" keeps the VNNI kernels on an AMX CPU (comparisons, tests)
 TILE_ROWS = 16  # output features per tile (block rows are cut into 16-row slices)
@@ -191,16 +191,16 @@ def _intrin(name: str, *args):
 
 def amx_bsr_matmul(m: int, k: int, n: int, *, dequantize: bool = True, epilogue: Epilogue = NO_EPILOGUE,
                    by_tokens: bool | None = None):
-    """PrimFunc ``(XP, x_params, apack, cols, chunk_ptr, w_scale, sums[, bias[, residual]]) -> Y[m, n]`` float32;
+    """PrimFunc ``(XP, x_params, apack, cols, chunk_ptr, w_scale, sums[, bias][, residual]) -> Y[m, n]`` float32;
     with ``dequantize=False``: ``(XP, apack, cols, chunk_ptr) -> Y`` int32 accumulations (exact tests). The
-    epilogue (``core.tvm.epilogue``) may add the bias, or the bias and a residual, as the output is stored.
+    epilogue (``core.tvm.epilogue``: bias, GELU, residual) is applied as the output is stored.
     ``by_tokens``: the parallel split (``split_by_tokens``; None: by the token count)."""
     return _amx_matmul(m, k, n, dequantize, dense=False, epilogue=epilogue, by_tokens=by_tokens)
 
 
 def amx_dense_matmul(m: int, k: int, n: int, *, dequantize: bool = True, epilogue: Epilogue = NO_EPILOGUE,
                      by_tokens: bool | None = None):
-    """The dense int8 Linear on AMX: ``(XP, x_params, apack, w_scale, sums[, bias[, residual]]) -> Y[m, n]``
+    """The dense int8 Linear on AMX: ``(XP, x_params, apack, w_scale, sums[, bias][, residual]) -> Y[m, n]``
     (``pack_dense``'s apack; ``k`` a multiple of 64). No gather: 16 consecutive 4-input groups of ``XP`` are one B
     tile at stride ``m * 4``. With ``dequantize=False``: ``(XP, apack) -> Y`` int32."""
     if k % (CHUNK * 4):
@@ -230,6 +230,7 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool, epilogue:
     from tvm.script import tirx as T
 
     check_epilogue("AMX", epilogue, dequantize)
+    output = functools.partial(stored, epilogue=epilogue, dequantize=dequantize)
     if m % LANES or n % TILE_ROWS or k % 4:
         raise ValueError(f"the AMX kernel needs tokens and outputs in multiples of 16 and inputs of 4, "
                          f"not {m} x {k} -> {n}")
@@ -290,7 +291,7 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool, epilogue:
                     token = T.meta_var(p * span + v * LANES + t)
                     feature = T.meta_var(s * TILE_ROWS + lane)
                     at = T.meta_var(lane * LANES + t)
-                    out[token, feature] = stored(acc[at], x_params, w_scale, sums, token, feature, bias, residual)
+                    out[token, feature] = output(acc[at], x_params, w_scale, sums, token, feature, bias, residual)
 
     by_tokens = split_by_tokens(m, dense) if by_tokens is None else by_tokens
 
@@ -317,7 +318,7 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool, epilogue:
                              gathered, acc)
                 _intrin("tilerelease")
 
-    if dense and epilogue.residual:
+    if dense:
         @T.prim_func(private=True, s_tir=True)
         def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
                    apack: T.Buffer((slices * k_chunks, TILE_ROWS, CHUNK * 4), "int8"),
@@ -325,30 +326,7 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool, epilogue:
                    residual: T.Buffer((m, n), "float32"), out: T.Buffer((m, n), out_dtype)):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
             body(xp, apack, None, None, out, x_params, w_scale, sums, bias, residual)
-    elif dense and epilogue.bias:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
-                   apack: T.Buffer((slices * k_chunks, TILE_ROWS, CHUNK * 4), "int8"),
-                   w_scale: T.Buffer((n,), "float32"), sums: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"),
-                   out: T.Buffer((m, n), out_dtype)):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, apack, None, None, out, x_params, w_scale, sums, bias)
-    elif dense and dequantize:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
-                   apack: T.Buffer((slices * k_chunks, TILE_ROWS, CHUNK * 4), "int8"),
-                   w_scale: T.Buffer((n,), "float32"), sums: T.Buffer((n,), "int32"),
-                   out: T.Buffer((m, n), out_dtype)):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, apack, None, None, out, x_params, w_scale, sums)
-    elif dense:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"),
-                   apack: T.Buffer((slices * k_chunks, TILE_ROWS, CHUNK * 4), "int8"),
-                   out: T.Buffer((m, n), out_dtype)):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, apack, None, None, out, None, None, None)
-    elif epilogue.residual:
+    else:
         @T.prim_func(private=True, s_tir=True)
         def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
                    apack_handle: T.handle, cols_handle: T.handle, chunk_ptr: T.Buffer((slices + 1,), "int32"),
@@ -359,35 +337,4 @@ def _amx_matmul(m: int, k: int, n: int, dequantize: bool, dense: bool, epilogue:
             cols = T.match_buffer(cols_handle, (chunks, CHUNK), "int32")
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
             body(xp, apack, cols, chunk_ptr, out, x_params, w_scale, sums, bias, residual)
-    elif epilogue.bias:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
-                   apack_handle: T.handle, cols_handle: T.handle, chunk_ptr: T.Buffer((slices + 1,), "int32"),
-                   w_scale: T.Buffer((n,), "float32"), sums: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"),
-                   out: T.Buffer((m, n), out_dtype)):
-            chunks = T.int32()
-            apack = T.match_buffer(apack_handle, (chunks, TILE_ROWS, CHUNK * 4), "int8")
-            cols = T.match_buffer(cols_handle, (chunks, CHUNK), "int32")
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, apack, cols, chunk_ptr, out, x_params, w_scale, sums, bias)
-    elif dequantize:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
-                   apack_handle: T.handle, cols_handle: T.handle, chunk_ptr: T.Buffer((slices + 1,), "int32"),
-                   w_scale: T.Buffer((n,), "float32"), sums: T.Buffer((n,), "int32"),
-                   out: T.Buffer((m, n), out_dtype)):
-            chunks = T.int32()
-            apack = T.match_buffer(apack_handle, (chunks, TILE_ROWS, CHUNK * 4), "int8")
-            cols = T.match_buffer(cols_handle, (chunks, CHUNK), "int32")
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, apack, cols, chunk_ptr, out, x_params, w_scale, sums)
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), apack_handle: T.handle, cols_handle: T.handle,
-                   chunk_ptr: T.Buffer((slices + 1,), "int32"), out: T.Buffer((m, n), out_dtype)):
-            chunks = T.int32()
-            apack = T.match_buffer(apack_handle, (chunks, TILE_ROWS, CHUNK * 4), "int8")
-            cols = T.match_buffer(cols_handle, (chunks, CHUNK), "int32")
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, apack, cols, chunk_ptr, out, None, None, None)
-    return kernel.with_attr("op_pattern", 8)
+    return epilogue.trimmed(kernel, *(() if dequantize else RAW_UNUSED)).with_attr("op_pattern", 8)

@@ -272,7 +272,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
                 gv = self.kernel(("dense_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_dense_matmul(tokens, k, n))
                 if tokens == m:
                     self.fusable[gv.name_hint] = epilogue.Fusable(
-                        lambda chosen: amx_bsr_kernel.amx_dense_matmul(tokens, k, n, epilogue=chosen), gelu=False)
+                        lambda chosen: amx_bsr_kernel.amx_dense_matmul(tokens, k, n, epilogue=chosen))
                 packed = amx_bsr_kernel.prepare_dense(weight)
                 args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale),
                         relax.const(packed.sums)]
@@ -283,8 +283,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
                              lambda: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule))
             if tokens == m:  # a padded output is sliced after the kernel: no chain to fold
                 self.fusable[gv.name_hint] = epilogue.Fusable(
-                    lambda chosen: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule, epilogue=chosen),
-                    gelu=False)
+                    lambda chosen: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule, epilogue=chosen))
             packed = int8_dense_kernel.prepare_weight(weight)
             args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale), relax.const(packed.sums)]
             y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
@@ -311,7 +310,7 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             gv = self.kernel(("bsr_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n))
             if tokens == m:  # a padded output is sliced after the kernel: no chain to fold
                 self.fusable[gv.name_hint] = epilogue.Fusable(
-                    lambda chosen: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n, epilogue=chosen), gelu=False)
+                    lambda chosen: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n, epilogue=chosen))
             args = [xp, scale, relax.const(packed.apack), relax.const(packed.cols), relax.const(packed.chunk_ptr),
                     relax.const(packed.scale), relax.const(packed.sums)]
             y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))

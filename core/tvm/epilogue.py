@@ -13,9 +13,11 @@ adds the bias, applies GELU and adds the residual while its accumulator is still
 ``docs/tvm.md`` says (BERT-base, seq 128, 2 threads): those passes were ~1.2 ms of a 55 ms fp32 inference on
 AMD Zen 5, ~3.5 of 151 ms on an Intel Xeon.
 
-The dense fp32 kernel takes all three (GELU as ``fast_math.gelu_value``, the erf form with a fast erf); the dense
-int8 kernel takes bias and residual (its store is hand-written TIR, where TOPI's fast erf is not available), so
-for the FFN's first Linear it adds the bias and GELU stays a pass of its own.
+Every fusable kernel (dense fp32, dense int8 on VNNI, dense and BSR int8 on AMX) takes all three: its store is
+TIR, and ``applied`` writes the epilogue as TIR expressions (GELU as ``fast_math.gelu_value``, the erf form with
+a vectorised fast erf; the int8 kernels apply it to the dequantised value). Until session 14 GELU was a te stage
+only the fp32 kernel could take, and the int8 builds ran it as a pass of its own (0.7 ms of an 8 ms BERT-base int8
+90% inference on the AMX Xeon VM).
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ class Epilogue:
             value = value + residual[token, feature]
         return value
 
+    def trimmed(self, kernel, *unused: str):
+        """``kernel``, a PrimFunc written with every optional operand as a parameter (``bias``, ``residual``), without
+        those this epilogue does not read nor the ``unused`` others (``without_params``)."""
+        return without_params(kernel, {*unused, *(() if self.bias else ("bias",)),
+                                       *(() if self.residual else ("residual",))})
+
+
+def without_params(kernel, names):
+    """The PrimFunc ``kernel`` without its parameters called ``names``, which its body must not read: one TVMScript
+    kernel with every optional operand serves every variant's signature (with or without a bias, a residual, or
+    the scales of a raw int32 variant)."""
+    from tvm import tirx
+
+    return tirx.PrimFunc([param for param in kernel.params if param.name not in set(names)], kernel.body,
+                         attrs=kernel.attrs)
+
 
 NONE = Epilogue()
 
@@ -66,7 +84,6 @@ class Fusable:
     followed by the bias ``[n]`` and the residual ``[m, n]`` the epilogue asks for."""
 
     make: Callable[[Epilogue], object]
-    gelu: bool = True  # whether its variants can apply GELU
 
 
 @dataclass(frozen=True)
@@ -197,7 +214,7 @@ def _plan(func, fusable: dict[str, Fusable]) -> dict:
             continue
         if is_op(call, "relax.nn.gelu") and isinstance(call.args[0], relax.Var):
             pair = bias_pair(add_of(call.args[0], path), path)
-            if pair and fusable[pair[0].args[0].name_hint].gelu:
+            if pair:
                 found = (*pair, Epilogue(bias=True, gelu=True), None)
         elif is_op(call, "relax.add"):
             for side, other in (call.args, call.args[::-1]):

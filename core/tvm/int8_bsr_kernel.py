@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.tvm import bsr_format, quantize
-from core.tvm.int8_dense_kernel import LANES, int8_macros, use_vnni, vpdpbusd, word_broadcast
+from core.tvm.epilogue import without_params
+from core.tvm.int8_dense_kernel import LANES, RAW_UNUSED, int8_macros, use_vnni, vpdpbusd, word_broadcast
 
 _MAX_ACCUMULATORS = 16  # zmm registers of int32 accumulators per register tile
 # ``rows`` kernels with at least this many token tiles run them as the parallel tasks, each over every block row:
@@ -137,7 +138,7 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
     tile, vnni = schedule.tile, schedule.vnni
     out_shape, out_dtype = output_shape(shape, schedule), ("float32" if dequantize else "int32")
 
-    zero, store = int8_macros()
+    zero, store = int8_macros(dequantize=dequantize)
 
     # Both variants fill acc[(a * inner + b) * 16 + lane] for a in range(outer), b in range(inner):
     # rows:   a = token of the tile, b = 16-row slice of the block; X's 4 bytes of token a are broadcast,
@@ -204,24 +205,15 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
                 for to in range(m // tile):
                     one_tile(i, to, xp, data, indices, indptr, out, x_params, w_scale, sums)
 
-    if dequantize:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
-                   data_handle: T.handle, indices_handle: T.handle, indptr: T.Buffer((block_rows + 1,), "int32"),
-                   w_scale: T.Buffer((shape.n,), "float32"), sums: T.Buffer((shape.n,), "int32"),
-                   out: T.Buffer(out_shape, out_dtype)):
-            nnz = T.int32()
-            data = T.match_buffer(data_handle, (nnz, rows, 4), "int8")
-            indices = T.match_buffer(indices_handle, (nnz,), "int32")
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, data, indices, indptr, out, x_params, w_scale, sums)
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), data_handle: T.handle, indices_handle: T.handle,
-                   indptr: T.Buffer((block_rows + 1,), "int32"), out: T.Buffer(out_shape, out_dtype)):
-            nnz = T.int32()
-            data = T.match_buffer(data_handle, (nnz, rows, 4), "int8")
-            indices = T.match_buffer(indices_handle, (nnz,), "int32")
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, data, indices, indptr, out, None, None, None)
-    return kernel.with_attr("op_pattern", 8)
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
+               data_handle: T.handle, indices_handle: T.handle, indptr: T.Buffer((block_rows + 1,), "int32"),
+               w_scale: T.Buffer((shape.n,), "float32"), sums: T.Buffer((shape.n,), "int32"),
+               out: T.Buffer(out_shape, out_dtype)):
+        nnz = T.int32()
+        data = T.match_buffer(data_handle, (nnz, rows, 4), "int8")
+        indices = T.match_buffer(indices_handle, (nnz,), "int32")
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        body(xp, data, indices, indptr, out, x_params, w_scale, sums)
+
+    return without_params(kernel, () if dequantize else RAW_UNUSED).with_attr("op_pattern", 8)

@@ -31,6 +31,7 @@ kernels; docs/tvm.md "int8 and VNNI"): 768x768 0.33 ms (fp32 dense 1.36 ms: 4.1x
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ from core.tvm.epilogue import Epilogue
 VNNI_ENV = "SPARSELAB_INT8_VNNI"  # "0" forces the fallback kernels (tests, CPUs without VNNI)
 VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 LANES = 16  # int32 accumulators per zmm = output features per vpdpbusd
+RAW_UNUSED = ("x_params", "w_scale", "sums")  # parameters a dequantize=False (raw int32) variant does without
 
 
 def use_vnni(vnni: bool | None = None) -> bool:
@@ -125,18 +127,15 @@ def dequantized(acc, x_params, w_scale, sums, token, feature):
         * (x_params[0, token] * w_scale[feature])
 
 
-def stored(acc, x_params, w_scale, sums, token, feature, bias=None, residual=None):
-    """What an int8 kernel writes for one int32 accumulation: the raw sum when ``x_params`` is None (exact tests),
-    else its dequantised value, plus ``bias[feature]`` and then ``residual[token, feature]`` when given (the
-    epilogue, ``core.tvm.epilogue``). A TIR expression."""
-    if x_params is None:
+def stored(acc, x_params, w_scale, sums, token, feature, bias=None, residual=None, *,
+           epilogue: Epilogue = NO_EPILOGUE, dequantize: bool = True):
+    """What an int8 kernel writes for one int32 accumulation: the raw sum without ``dequantize`` (exact tests),
+    else its dequantised value with ``epilogue`` applied (``core.tvm.epilogue``: ``bias[feature]``, GELU,
+    ``residual[token, feature]``). A TIR expression; kernels bind ``epilogue`` and ``dequantize`` with
+    ``functools.partial``."""
+    if not dequantize:
         return acc
-    value = dequantized(acc, x_params, w_scale, sums, token, feature)
-    if bias is not None:
-        value = value + bias[feature]
-    if residual is not None:
-        value = value + residual[token, feature]
-    return value
+    return epilogue.applied(dequantized(acc, x_params, w_scale, sums, token, feature), token, feature, bias, residual)
 
 
 def vpdpbusd(accumulator, u8_operand, s8_operand):
@@ -147,14 +146,13 @@ def vpdpbusd(accumulator, u8_operand, s8_operand):
 
 
 def check_epilogue(kernel: str, epilogue: Epilogue, dequantize: bool) -> None:
-    """The int8 kernels' stores add a bias, or a bias and a residual, to dequantised output (no GELU: TOPI's fast
-    erf is a te op, and these stores are hand-written TIR)."""
-    if epilogue.gelu or (epilogue.residual and not epilogue.bias) or (epilogue and not dequantize):
-        raise ValueError(f"The int8 {kernel} kernel adds a bias, or a bias and a residual, to dequantised output; "
-                         f"not {epilogue.suffix.strip('_') or 'nothing'} with dequantize={dequantize}.")
+    """The int8 kernels apply an epilogue to dequantised output only."""
+    if epilogue and not dequantize:
+        raise ValueError(f"The int8 {kernel} kernel applies an epilogue ({epilogue.suffix.strip('_')}) to "
+                         "dequantised output only; not with dequantize=False.")
 
 
-def int8_macros():
+def int8_macros(epilogue: Epilogue = NO_EPILOGUE, dequantize: bool = True):
     """TVMScript macros the int8 kernels share (dense here, BSR in ``int8_bsr_kernel``):
 
     - ``zero(acc, vectors)``: clear ``vectors`` accumulator vectors of 16 int32;
@@ -162,11 +160,12 @@ def int8_macros():
       ``y[row, col:col + 16]``. With ``lanes_are_features`` the 16 lanes are features of token ``row`` (row-major
       Y); otherwise they are tokens of feature ``row`` (the transposed Y^T of the ``tokens`` BSR kernels).
 
-    A store dequantises when ``x_params`` is given, ``(acc - zero[token] * sums) * scale[token] * w_scale``, and
-    writes the raw int32 accumulation otherwise (exact tests; ``stored``). ``bias[feature]`` and then
-    ``residual[token, feature]`` are added when given (the dense kernel's epilogue, ``core.tvm.epilogue``; rows
-    are tokens there)."""
+    A store dequantises, ``(acc - zero[token] * sums) * scale[token] * w_scale``, and applies ``epilogue`` (the
+    dense kernel's: ``bias`` and ``residual`` are its buffers; rows are tokens there), or with ``dequantize=False``
+    writes the raw int32 accumulation (exact tests; ``stored``)."""
     from tvm.script import tirx as T
+
+    output = functools.partial(stored, epilogue=epilogue, dequantize=dequantize)
 
     @T.macro
     def zero(acc, vectors):
@@ -179,28 +178,33 @@ def int8_macros():
         for lane in T.vectorized(LANES):
             feature = T.meta_var(col + lane if lanes_are_features else row)
             token = T.meta_var(row if lanes_are_features else col + lane)
-            y[row, col + lane] = stored(acc[slot + lane], x_params, w_scale, sums, token, feature, bias, residual)
+            y[row, col + lane] = output(acc[slot + lane], x_params, w_scale, sums, token, feature, bias, residual)
 
     return zero, store
 
 
 def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, dequantize: bool = True,
                       epilogue: Epilogue = NO_EPILOGUE):
-    """PrimFunc ``(XP, x_params, Wp, w_scale, sums[, bias[, residual]]) -> Y[m, n]`` float32, or with
+    """PrimFunc ``(XP, x_params, Wp, w_scale, sums[, bias][, residual]) -> Y[m, n]`` float32, or with
     ``dequantize=False`` ``(XP, Wp) -> ACC[m, n]`` int32 (the raw accumulation, for exact tests). The epilogue
-    may add the bias, or the bias and a residual; GELU is not available here (TOPI's fast erf is a te op)."""
+    (``core.tvm.epilogue``: bias, GELU, residual) is applied as each accumulator vector is stored."""
     from tvm.script import tirx as T
 
     check_epilogue("dense", epilogue, dequantize)
 
-    zero, store = int8_macros()
+    zero, store = int8_macros(epilogue, dequantize)
     tile, panels, vnni = schedule.tile, schedule.panels, schedule.vnni
     groups, panel_groups = k // 4, n // (LANES * panels)
     tiles = m // tile
     width = panels * LANES
+    out_dtype = "float32" if dequantize else "int32"
 
-    @T.macro
-    def body(xp, wp, y, x_params, w_scale, sums, bias=None, residual=None):
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
+               wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
+               sums: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"), residual: T.Buffer((m, n), "float32"),
+               y: T.Buffer((m, n), out_dtype)):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         for task in T.parallel(tiles * panel_groups):
             acc = T.decl_buffer((tile * width,), "int32", scope="global")
             zero(acc, tile * panels)
@@ -224,35 +228,7 @@ def dense_int8_matmul(m: int, k: int, n: int, schedule: Int8DenseSchedule, *, de
                     store(y, x_params, w_scale, sums, token0 + t, (panel0 + p) * LANES, acc, (t * panels + p) * LANES,
                           True, bias, residual)
 
-    if epilogue.residual:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
-                   wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
-                   sums: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"),
-                   residual: T.Buffer((m, n), "float32"), y: T.Buffer((m, n), "float32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, wp, y, x_params, w_scale, sums, bias, residual)
-    elif epilogue.bias:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
-                   wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
-                   sums: T.Buffer((n,), "int32"), bias: T.Buffer((n,), "float32"), y: T.Buffer((m, n), "float32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, wp, y, x_params, w_scale, sums, bias)
-    elif dequantize:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
-                   wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"), w_scale: T.Buffer((n,), "float32"),
-                   sums: T.Buffer((n,), "int32"), y: T.Buffer((m, n), "float32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, wp, y, x_params, w_scale, sums)
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def kernel(xp: T.Buffer((groups, m, 4), "uint8"), wp: T.Buffer((n // LANES, groups, LANES, 4), "int8"),
-                   y: T.Buffer((m, n), "int32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-            body(xp, wp, y, None, None, None)
-    return kernel.with_attr("op_pattern", 8)
+    return epilogue.trimmed(kernel, *(() if dequantize else RAW_UNUSED)).with_attr("op_pattern", 8)
 
 
 def build(func, target):
