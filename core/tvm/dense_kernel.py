@@ -59,8 +59,8 @@ def dense_matmul(m: int, k: int, n: int, schedule: DenseSchedule, epilogue: Epil
     Every step of the reduction also prefetches (into L2) a part of the *next* panel, spread so that the panel's
     token tiles together fetch all of it: within the model each panel is read from L3 once, and without the
     prefetch the first token tile of every panel waited for it. Measured (session 14, Intel Xeon with AMX, 2
-    threads, BERT-base's 72 Linears with distinct weights, alternating processes, medians): 84-86 ms without,
-    70-72 ms with; torch's oneDNN matmul 83-86 ms on the same sequence."""
+    threads, BERT-base's 72 Linears with distinct weights, alternating processes, medians): 82-88 ms without,
+    67-73 ms with; torch's oneDNN matmul 80-86 ms on the same sequence."""
     from tvm.script import tirx as T
 
     lanes, tile = schedule.lanes, schedule.tile
