@@ -71,7 +71,8 @@ def without_params(kernel, names):
     the scales of a raw int32 variant)."""
     from tvm import tirx
 
-    return tirx.PrimFunc([param for param in kernel.params if param.name not in set(names)], kernel.body,
+    names = set(names)
+    return tirx.PrimFunc([param for param in kernel.params if param.name not in names], kernel.body,
                          attrs=kernel.attrs)
 
 
