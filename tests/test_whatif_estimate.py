@@ -58,6 +58,10 @@ def test_estimates_fall_with_sparsity_and_carry_error_bars(first_and_second):
         assert e.speedup_vs_best_peer == pytest.approx(result.best_peer_ms / e.estimate_ms)
         assert e.unscaled_ms > 0 and e.quantize_ms == 0 and e.precision == "fp32"
     assert result.reference["now_ms"] > 0 and all(f > 0 for f in result.reference["factors"].values())
+    # every pruned shape ran as BSR in each family's rest build: each got its in-model factor
+    shapes = {"128x128", "512x128", "128x512"}
+    assert set(result.in_model) == {f"{name} bsr {shape}" for name in ("rows", "tokens") for shape in shapes}
+    assert all(0 < factor < float("inf") for factor in result.in_model.values())
     sizes = [s for s in result.sizes if s.block == "16x1"]
     assert all(s.int8_sparse_bytes < s.int8_dense_bytes < s.fp32_bytes for s in sizes)
     assert [s.int8_sparse_bytes for s in sizes] == sorted((s.int8_sparse_bytes for s in sizes), reverse=True)
@@ -133,9 +137,10 @@ def test_int8_refuses_blocks_the_int8_kernels_do_not_take():
         tiny(precision="int8", blocks=((16, 1),))
 
 
-def fake_measurements(reference_then: float):
+def fake_measurements(reference_then: float, in_model: tuple = (), rest_reference: float | None = None):
     """A stand-in for estimate._Measurements: every table, rest and the peers measured when the reference
-    took ``reference_then`` ms (the fake clock); no model, no TVM."""
+    took ``reference_then`` ms (the fake clock; the rest at ``rest_reference`` if given, with ``in_model``
+    kernel times); no model, no TVM."""
     from core.whatif import estimate as module
     from core.whatif.kernel_timings import SPARSITY_GRID, KernelTime
     from core.whatif.rest_of_model import LinearInfo, ModelProfile, Rest
@@ -146,6 +151,7 @@ def fake_measurements(reference_then: float):
     class Fake:
         def __init__(self, request, cache, progress, reference_ms=None):
             self.request, self.precision, self.hits, self.factors = request, request.precision, [True], {}
+            self.in_model = {}
             self._reference_ms = reference_ms
 
         def reference_ms(self):
@@ -171,7 +177,8 @@ def fake_measurements(reference_then: float):
 
         def rest(self, profile, family_name):
             quantize = ((64, 2),) if self.precision == "int8" else ()  # int8 builds quantise 2 distinct inputs
-            return Rest(5.0, 0.2, frozenset({"a", "b", "head"}), reference_then, quantize)
+            return Rest(5.0, 0.2, frozenset({"a", "b", "head"}), rest_reference or reference_then, quantize,
+                        in_model=in_model)
 
         def peers(self):
             return {"peers": [{"engine": PEER, "precision": "fp32", "ms": 8.0},
@@ -204,6 +211,31 @@ def test_estimates_scale_by_the_reference_now_over_then(monkeypatch, tmp_path, p
     # (+ int8: 2 quantisation calls of 0.1 ms)
     assert a.estimate_ms == pytest.approx(2 * 0.2 + 2.0 + 5.0 + (0.2 if precision == "int8" else 0.0))
     assert a.quantize_ms == pytest.approx(0.2 if precision == "int8" else 0.0)
+
+
+@pytest.mark.parametrize("precision, blocks", [("fp32", ((16, 1),)), ("int8", ((16, 4),))])
+def test_each_kernel_is_scaled_by_how_much_slower_it_ran_inside_the_model(monkeypatch, tmp_path, precision,
+                                                                          blocks):
+    """The rest's build ran the BSR 64x64 kernel at 1.5x its table (at REST_SPARSITY) and the dense one at 1.25x,
+    while the host was 2x slower than when the tables were timed: only the kernels' own slowdown is applied."""
+    from core.artifact_cache import ArtifactCache
+    from core.whatif import estimate as module
+    from core.whatif.rest_of_model import REST_SPARSITY
+
+    table_bsr = 2.0 * (1 - REST_SPARSITY)  # the fake curve at the rest's sparsity
+    in_model = (("bsr 64x64", 2 * 1.5 * table_bsr), ("dense 64x64", 2 * 1.25 * 2.0), ("quantize 64", 2 * 3 * 0.1))
+    monkeypatch.setattr(module, "_Measurements", fake_measurements(1.0, in_model, rest_reference=2.0))
+    cache, store = ArtifactCache(tmp_path / "cache", cap_bytes=2**30), RunStore(tmp_path / "runs.sqlite")
+    result = estimate(tiny(sparsities=(0.9,), blocks=blocks, precision=precision, peers="none"), cache=cache,
+                      store=store, reference_ms=1.0)
+    point = result.estimates[0]
+    quantize = 2 * 3 * 0.1 if precision == "int8" else 0.0
+    assert point.linear_ms == pytest.approx(2 * 0.2 * 1.5 + 2.0 * 1.25)
+    assert point.quantize_ms == pytest.approx(quantize)
+    assert point.estimate_ms == pytest.approx(point.linear_ms + quantize + 5.0 * 0.5)  # the rest: 2x slower then
+    expected = {"rows bsr 64x64": 1.5, "rows dense 64x64": 1.25, **({"rows quantize 64": 3.0} if quantize else {})}
+    assert result.in_model == pytest.approx(expected)
+    assert result.dense_ms == pytest.approx(3 * 2.0 * 1.25 + quantize + 2.5)  # every layer dense
 
 
 def test_no_peers_means_no_peer_columns(monkeypatch, tmp_path):
