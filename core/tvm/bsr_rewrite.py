@@ -140,12 +140,20 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
         def __init__(self, module):
             super().__init__(module)
             self.kernels = {}
-            self.fusable = {}  # kernel name -> epilogue.Fusable
+            self.fusable = {}  # kernel name -> epilogue.KernelMaker
 
         def kernel(self, key, build):
             if key not in self.kernels:
                 self.kernels[key] = self.builder_.add_func(build(), f"{key[0]}_{'_'.join(map(str, key[1:]))}")
             return self.kernels[key]
+
+        def fusable_kernel(self, key, make, fusable=True):
+            """``kernel`` built by ``make(epilogue)``; the epilogue pass may replace it by ``make(chosen)`` unless
+            ``fusable`` is false (a padded output is sliced after the kernel: no chain to fold)."""
+            gv = self.kernel(key, lambda: make(epilogue.NONE))
+            if fusable:
+                self.fusable[gv.name_hint] = make
+            return gv
 
         def weight_of(self, expr):
             """The constant ``W`` when ``expr`` is ``permute_dims(W)`` of a 2-D constant, else None.
@@ -226,10 +234,8 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
         def dense(self, x2, weight, m):
             n, k = weight.shape
             schedule = dense_kernel.default_schedule(m, n)
-            gv = self.kernel(("dense", m, k, n, schedule.lanes, schedule.tile),
-                             lambda: dense_kernel.dense_matmul(m, k, n, schedule))
-            self.fusable[gv.name_hint] = epilogue.Fusable(
-                lambda chosen: dense_kernel.dense_matmul(m, k, n, schedule, chosen))
+            gv = self.fusable_kernel(("dense", m, k, n, schedule.lanes, schedule.tile),
+                                     lambda chosen: dense_kernel.dense_matmul(m, k, n, schedule, chosen))
             args = [x2, relax.const(dense_kernel.pack_weight(weight, schedule.lanes))]
             return self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((m, n), "float32"))), schedule.label
 
@@ -269,21 +275,19 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
             n, k = weight.shape
             xp, scale, tokens = self.quantized(x2, m, k)
             if amx_bsr_kernel.dense_applies(k, n, options.amx_choice):
-                gv = self.kernel(("dense_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_dense_matmul(tokens, k, n))
-                if tokens == m:
-                    self.fusable[gv.name_hint] = epilogue.Fusable(
-                        lambda chosen: amx_bsr_kernel.amx_dense_matmul(tokens, k, n, epilogue=chosen))
+                gv = self.fusable_kernel(
+                    ("dense_amx", tokens, k, n),
+                    lambda chosen: amx_bsr_kernel.amx_dense_matmul(tokens, k, n, epilogue=chosen), tokens == m)
                 packed = amx_bsr_kernel.prepare_dense(weight)
                 args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale),
                         relax.const(packed.sums)]
                 y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
                 return self.sliced(y, tokens, m), amx_bsr_kernel.dense_schedule(tokens).label
             schedule = int8_dense_kernel.default_schedule(tokens, n, options.vnni)
-            gv = self.kernel(("dense_int8", tokens, k, n, schedule.tile, schedule.panels, int(schedule.vnni)),
-                             lambda: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule))
-            if tokens == m:  # a padded output is sliced after the kernel: no chain to fold
-                self.fusable[gv.name_hint] = epilogue.Fusable(
-                    lambda chosen: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule, epilogue=chosen))
+            gv = self.fusable_kernel(
+                ("dense_int8", tokens, k, n, schedule.tile, schedule.panels, int(schedule.vnni)),
+                lambda chosen: int8_dense_kernel.dense_int8_matmul(tokens, k, n, schedule, epilogue=chosen),
+                tokens == m)
             packed = int8_dense_kernel.prepare_weight(weight)
             args = [xp, scale, relax.const(packed.packed), relax.const(packed.scale), relax.const(packed.sums)]
             y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))
@@ -307,10 +311,9 @@ def rewrite_linears(mod, options: RewriteOptions, names: dict[str, str] | None =
 
         def sparse_amx(self, xp, scale, packed, tokens, m):
             n, k = packed.shape
-            gv = self.kernel(("bsr_amx", tokens, k, n), lambda: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n))
-            if tokens == m:  # a padded output is sliced after the kernel: no chain to fold
-                self.fusable[gv.name_hint] = epilogue.Fusable(
-                    lambda chosen: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n, epilogue=chosen))
+            gv = self.fusable_kernel(("bsr_amx", tokens, k, n),
+                                     lambda chosen: amx_bsr_kernel.amx_bsr_matmul(tokens, k, n, epilogue=chosen),
+                                     tokens == m)
             args = [xp, scale, relax.const(packed.apack), relax.const(packed.cols), relax.const(packed.chunk_ptr),
                     relax.const(packed.scale), relax.const(packed.sums)]
             y = self.builder_.emit(relax.call_tir(gv, args, relax.TensorType((tokens, n), "float32")))

@@ -79,12 +79,9 @@ def without_params(kernel, names):
 NONE = Epilogue()
 
 
-@dataclass(frozen=True)
-class Fusable:
-    """A dense kernel the pass may replace: ``make(epilogue)`` builds its variant, taking the same arguments
-    followed by the bias ``[n]`` and the residual ``[m, n]`` the epilogue asks for."""
-
-    make: Callable[[Epilogue], object]
+# What the pass may replace a kernel by: ``make(epilogue)`` builds its variant, taking the same arguments
+# followed by the bias ``[n]`` and the residual ``[m, n]`` the epilogue asks for.
+KernelMaker = Callable[[Epilogue], object]
 
 
 @dataclass(frozen=True)
@@ -104,7 +101,7 @@ class _Chain:
         return [int(d) for d in self.dense.ty.shape]
 
 
-def fuse_epilogues(mod, fusable: dict[str, Fusable]):
+def fuse_epilogues(mod, fusable: dict[str, KernelMaker]):
     """``mod`` with every (bias | bias + GELU | bias + residual) chain after a ``fusable`` kernel folded into a
     variant of that kernel (keyed by the kernel's global name). The plain calls left dead are for the caller's
     DeadCodeElimination to remove."""
@@ -125,10 +122,9 @@ def fuse_epilogues(mod, fusable: dict[str, Fusable]):
             chain = self.plan.get(call)
             if chain is None:
                 return super().visit_call_(call)
-            spec = fusable[chain.name]
             name = chain.name + chain.epilogue.suffix
             if name not in self.kernels:
-                self.kernels[name] = self.builder_.add_func(spec.make(chain.epilogue), name)
+                self.kernels[name] = self.builder_.add_func(fusable[chain.name](chain.epilogue), name)
             m, n = chain.shape
             args = [self.visit_expr(arg) for arg in chain.dense.args[1].fields]
             args.append(chain.bias)
@@ -145,7 +141,7 @@ def fuse_epilogues(mod, fusable: dict[str, Fusable]):
     return rewrite_functions(fuser, mod, before=lambda func: setattr(fuser, "plan", _plan(func, fusable)))
 
 
-def _plan(func, fusable: dict[str, Fusable]) -> dict:
+def _plan(func, fusable: dict[str, KernelMaker]) -> dict:
     """``{call ending a chain: _Chain}`` for ``func``: the longest chain after each fusable kernel, every
     intermediate value used exactly once."""
     from tvm import relax

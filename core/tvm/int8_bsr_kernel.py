@@ -194,17 +194,6 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
                     store(out, x_params, w_scale, sums, i * rows + a, to * tile + b * LANES, acc,
                           (a * inner + b) * LANES, False)
 
-    @T.macro
-    def body(xp, data, indices, indptr, out, x_params, w_scale, sums):
-        if schedule.by_tokens:
-            for to in T.parallel(m // tile):
-                for i in range(block_rows):
-                    one_tile(i, to, xp, data, indices, indptr, out, x_params, w_scale, sums)
-        else:
-            for i in T.parallel(block_rows):
-                for to in range(m // tile):
-                    one_tile(i, to, xp, data, indices, indptr, out, x_params, w_scale, sums)
-
     @T.prim_func(private=True, s_tir=True)
     def kernel(xp: T.Buffer((groups, m, 4), "uint8"), x_params: T.Buffer((2, m), "float32"),
                data_handle: T.handle, indices_handle: T.handle, indptr: T.Buffer((block_rows + 1,), "int32"),
@@ -214,6 +203,13 @@ def bsr_int8_matmul(shape: Int8BsrShape, schedule: Int8BsrSchedule, *, dequantiz
         data = T.match_buffer(data_handle, (nnz, rows, 4), "int8")
         indices = T.match_buffer(indices_handle, (nnz,), "int32")
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-        body(xp, data, indices, indptr, out, x_params, w_scale, sums)
+        if schedule.by_tokens:
+            for to in T.parallel(m // tile):
+                for i in range(block_rows):
+                    one_tile(i, to, xp, data, indices, indptr, out, x_params, w_scale, sums)
+        else:
+            for i in T.parallel(block_rows):
+                for to in range(m // tile):
+                    one_tile(i, to, xp, data, indices, indptr, out, x_params, w_scale, sums)
 
     return without_params(kernel, () if dequantize else RAW_UNUSED).with_attr("op_pattern", 8)
