@@ -21,7 +21,8 @@ PEERS = list(engines.ENGINES)
 st.title("What-if")
 st.markdown("An estimate of the whole model's TVM latency for each sparsity and block shape, without compiling "
             "the model: the BSR and dense kernels are timed for every distinct Linear shape on this CPU (cached), "
-            "and the measured time of the rest of the model is added. Each estimate carries an error bar; check "
+            "scaled by how much slower each ran inside one real compile of the model, and the measured time of the "
+            "rest of the model is added. Each estimate carries an error bar; check "
             "any point with a real whole-model compile. Times are the median of the quiet runs (the fastest quarter "
             "of runs spread over seconds): on a shared machine other work only ever slows runs down. Cached parts "
             "are scaled to the machine's speed now by a reference kernel timed beside each of them. The dense "
