@@ -21,6 +21,9 @@ def test_whatif_page_estimates_and_checks():
     metrics = {m.label: m for m in at.metric}
     assert metrics["Fastest peer (measured)"].value.endswith(" ms") and "onnxruntime-fp32" in str(
         metrics["Fastest estimate"].delta)
+    # bert-tiny's 3 pruned shapes, each in the rows and tokens builds
+    assert any("inside one compile of the model (at 0.85 sparsity)" in c.value and "over 6 kernels" in c.value
+               for c in at.caption)
     at.number_input(key="whatif-check-repeats").set_value(5)
     at.button(key="whatif-check-submit").click().run()
     finish_job(at, "whatif_check")

@@ -7,6 +7,7 @@ from core.pruning.block import format_block
 from core.tvm.bsr_rewrite import PRECISIONS
 from core.whatif.accuracy import past_accuracy
 from core.whatif.request import DEFAULT_BLOCKS_BY_PRECISION, WhatIfRequest
+from core.whatif.rest_of_model import REST_SPARSITY
 from ui.charts import whatif_latency, whatif_sizes
 from ui.jobs import job_status, start_job
 from ui.models import model_picker
@@ -21,7 +22,7 @@ PEERS = list(engines.ENGINES)
 st.title("What-if")
 st.markdown("An estimate of the whole model's TVM latency for each sparsity and block shape, without compiling "
             "the model: the BSR and dense kernels are timed for every distinct Linear shape on this CPU (cached), "
-            "scaled by how much slower each ran inside one real compile of the model, and the measured time of the "
+            "scaled by how each ran inside one real compile of the model, and the measured time of the "
             "rest of the model is added. Each estimate carries an error bar; check "
             "any point with a real whole-model compile. Times are the median of the quiet runs (the fastest quarter "
             "of runs spread over seconds): on a shared machine other work only ever slows runs down. Cached parts "
@@ -84,6 +85,11 @@ if job and job.status == "done":
     st.plotly_chart(whatif_sizes(result["sizes"]), width="stretch")
     for note in result["notes"]:
         st.caption(note)
+    if result.get("in_model"):
+        factors = result["in_model"].values()
+        st.caption(f"Each kernel's time alone is scaled by its time inside one compile of the model (at "
+                   f"{REST_SPARSITY:g} sparsity) over its time alone: x{min(factors):.2f} to x{max(factors):.2f} "
+                   f"over {len(result['in_model'])} kernels.")
 
     st.subheader("Check an estimate with a real compile")
     with st.form("whatif-check"):
