@@ -160,6 +160,24 @@ def test_bsr_int8_kernel(vnni, block, split):
     np.testing.assert_allclose(untransposed(y.numpy()), expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("vnni", VNNI)
+@pytest.mark.parametrize("block", [(1, 4), (4, 4), (8, 4)], ids=lambda b: f"{b[0]}x{b[1]}")
+def test_tokens_kernels_split_128_tokens_into_two_tasks_and_stay_exact(vnni, block):
+    """Sequence length 128: 64-token tiles (32 for 8x4, by its accumulators), one parallel task each."""
+    m, tile = 128, 32 if block[0] == 8 else 64
+    _, u8, _ = _activation(m=m)
+    weight = random_block_sparse((N, K), 0.8, block, seed=5)
+    weight[-block[0]:] = 0.0  # an empty last block row
+    sparse = int8_bsr_kernel.to_int8_bsr(weight, block)
+    shape = int8_bsr_kernel.Int8BsrShape(m, K, N, block)
+    schedule = int8_bsr_kernel.default_schedule(shape, vnni)
+    assert (schedule.variant, schedule.tile, schedule.by_tokens) == ("tokens", tile, True)
+    exact = int8_dense_kernel.build(int8_bsr_kernel.bsr_int8_matmul(shape, schedule, dequantize=False), host_target(2))
+    acc, = _tensors(np.zeros(int8_bsr_kernel.output_shape(shape, schedule), np.int32))
+    exact(*_tensors(quantize.pack_activation(u8, m), sparse.data, sparse.indices, sparse.indptr), acc)
+    np.testing.assert_array_equal(acc.numpy().T, quantize.integer_matmul(u8, sparse.to_dense()))
+
+
 def test_vnni_choice_follows_the_environment(monkeypatch):
     monkeypatch.setenv(int8_dense_kernel.VNNI_ENV, "0")
     assert not int8_dense_kernel.use_vnni()

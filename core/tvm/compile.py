@@ -45,7 +45,8 @@ BUILD_LIBRARIES = ("apache-tvm", "apache-tvm-ffi", "torch", "transformers")
 # 15: batch matmul 8x32 tiles; 14: hand-written softmax + layer norm, faster quantisation, AMX; 13: dense kernels
 # parallel panel-major; 12: power(x, 2|3|4) as multiplications
 SCHEDULE_VERSION = 19
-# Bump when the int8 kernels or quantisation change (int8 libraries only). 16: GELU in the int8 kernels' stores;
+# Bump when the int8 kernels or quantisation change (int8 libraries only). 17: VNNI ``tokens`` BSR kernels (1x4,
+# 4x4) in 64-token tiles split by tokens; 16: GELU in the int8 kernels' stores;
 # 15: the report's bf16 count renamed
 # (bf16_attention_calls); 14: softmax reductions as shuffle trees;
 # 13: self-attention fused (AMX bf16);
@@ -53,7 +54,7 @@ SCHEDULE_VERSION = 19
 # 11: quantisation transposes by shuffles;
 # 10: dense AMX split by slices again; 9: AMX and VNNI ``rows`` BSR kernels split by tokens; 8: bias and residual
 # in the AMX kernels' stores; 7: per-token asymmetric activations; 5: epilogue; 4: dense 8x32 tiles; 3: AMX
-INT8_VERSION = 16
+INT8_VERSION = 17
 
 
 

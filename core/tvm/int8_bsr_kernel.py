@@ -16,8 +16,8 @@ for the fp32 kernel, by which axis fills the 16 lanes:
   rows of accumulators. Writes ``YT[N, M]`` (the rewrite transposes it back, as for
   the fp32 ``tokens`` kernel; writing ``Y`` directly scatters every result).
 
-``tokens`` kernels parallelise over block rows, ``rows`` kernels over token tiles when there are two or more
-(``TOKEN_SPLIT_TILES``); a block row's stored-block count is data dependent (``indptr``), the stored-block total
+Both variants parallelise over token tiles when there are two or more (``TOKEN_SPLIT_TILES``), else over block
+rows; a block row's stored-block count is data dependent (``indptr``), the stored-block total
 is symbolic, so layers of one shape share one kernel. The epilogue dequantises (``core.tvm.quantize``) in float32.
 ``vnni=False`` is the plain int32 fallback (bit-identical; see int8_dense_kernel).
 
@@ -38,12 +38,16 @@ from core.tvm.epilogue import without_params
 from core.tvm.int8_dense_kernel import LANES, RAW_UNUSED, int8_macros, use_vnni, vpdpbusd, word_broadcast
 
 _MAX_ACCUMULATORS = 16  # zmm registers of int32 accumulators per register tile
-# ``rows`` kernels with at least this many token tiles run them as the parallel tasks, each over every block row:
-# each thread then writes every feature of its tokens, and the token-parallel ops around the kernel (quantisation,
-# layer norm, GELU) read what their own core wrote. BERT-base int8, 90% 16x4, VNNI (AMX off), 2 threads, Intel
-# Xeon VM, interleaved processes: 13.3-14.1 ms against 16.0-16.7 ms split by block rows. ``tokens`` kernels (1x4,
-# 4x4: one or two token tiles of 64-128) keep the block-row split.
+# Kernels with at least this many token tiles run them as the parallel tasks, each over every block row: each
+# thread then writes every feature of its tokens, and the token-parallel ops around the kernel (quantisation,
+# layer norm, GELU) read what their own core wrote. ``rows``: BERT-base int8, 90% 16x4, VNNI (AMX off), 2 threads,
+# Intel Xeon VM, interleaved processes: 13.3-14.1 ms against 16.0-16.7 ms split by block rows. ``tokens`` (session
+# 15): tiles of at most 64 tokens, so 128 tokens make two tasks. BERT-base's three shapes alone, 2 threads, random
+# 1x4 blocks, quiet-round medians: at 0.9 768x768 / 768->3072 / 3072->768 0.057 / 0.206 / 0.128 ms against
+# 0.073 / 0.235 / 0.183 with one 128-token tile split by block rows (-21% per encoder layer), at 0.95 -25%, at 0.8
+# -12% (768x768 alone +3%); 4x4 at 0.9 -11%, 0.95 -14%, 0.8 +3%.
 TOKEN_SPLIT_TILES = 2
+_MAX_TOKEN_TILE = 64  # ``tokens`` kernels
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,9 @@ def default_schedule(shape: Int8BsrShape, vnni: bool | None = None) -> Int8BsrSc
         vectors = rows // LANES
         tile = next(t for t in (8, 4, 2, 1) if shape.m % t == 0 and t * vectors <= _MAX_ACCUMULATORS)
         return Int8BsrSchedule("rows", tile, vnni, by_tokens=shape.m // tile >= TOKEN_SPLIT_TILES)
-    tile = next(t for t in (128, 64, 32, 16) if shape.m % t == 0 and rows * t // LANES <= _MAX_ACCUMULATORS)
-    return Int8BsrSchedule("tokens", tile, vnni)
+    tile = next(t for t in (64, 32, 16) if t <= _MAX_TOKEN_TILE and shape.m % t == 0
+                and rows * t // LANES <= _MAX_ACCUMULATORS)
+    return Int8BsrSchedule("tokens", tile, vnni, by_tokens=shape.m // tile >= TOKEN_SPLIT_TILES)
 
 
 def output_shape(shape: Int8BsrShape, schedule: Int8BsrSchedule) -> tuple[int, int]:
