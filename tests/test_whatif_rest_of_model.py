@@ -27,9 +27,15 @@ def test_in_model_times_are_per_call_medians_over_the_given_pairs():
             {"bsr 8x8": (6.0, 3)},  # 2 ms per call, and no quantisation in this run
             {"bsr 8x8": (9.0, 3), "quantize 8": (0.6, 2)},
             {"bsr 8x8": (90.0, 3)}]  # a slow pair, left out
-    samples = RestSamples([(1.0, 0.5)] * 4, [], {}, runs)
+    samples = RestSamples([(1.0, 0.5)] * 4, [], runs)
     assert samples.in_model([0, 1, 2]) == {"bsr 8x8": 2.0, "quantize 8": pytest.approx(0.2)}
     assert samples.in_model([]) == {}
+
+
+def test_quantisation_calls_are_counted_in_the_last_instrumented_run():
+    runs = [{"bsr 8x8": (3.0, 3), "quantize 8": (0.2, 2)}, {"quantize 8": (0.3, 4), "quantize 32": (0.1, 1)}]
+    assert RestSamples([(1.0, 0.5)] * 2, [], runs).quantize_calls == {8: 4, 32: 1}
+    assert RestSamples([], [], []).quantize_calls == {}
 
 
 def test_families_and_their_blocks():

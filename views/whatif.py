@@ -87,9 +87,9 @@ if job and job.status == "done":
         st.caption(note)
     if result.get("in_model"):
         factors = result["in_model"].values()
-        st.caption(f"Each kernel's time alone is scaled by its time inside one compile of the model (at "
-                   f"{REST_SPARSITY:g} sparsity) over its time alone: x{min(factors):.2f} to x{max(factors):.2f} "
-                   f"over {len(result['in_model'])} kernels.")
+        st.caption(f"Kernel times measured alone are scaled by each kernel's time inside one compile of the model "
+                   f"(at {REST_SPARSITY:g} sparsity) over its time alone: x{min(factors):.2f} to "
+                   f"x{max(factors):.2f} over {len(result['in_model'])} kernels.")
 
     st.subheader("Check an estimate with a real compile")
     with st.form("whatif-check"):

@@ -47,7 +47,6 @@ _MAX_ACCUMULATORS = 16  # zmm registers of int32 accumulators per register tile
 # 0.073 / 0.235 / 0.183 with one 128-token tile split by block rows (-21% per encoder layer), at 0.95 -25%, at 0.8
 # -12% (768x768 alone +3%); 4x4 at 0.9 -11%, 0.95 -14%, 0.8 +3%.
 TOKEN_SPLIT_TILES = 2
-_MAX_TOKEN_TILE = 64  # ``tokens`` kernels
 
 
 @dataclass(frozen=True)
@@ -87,8 +86,7 @@ def default_schedule(shape: Int8BsrShape, vnni: bool | None = None) -> Int8BsrSc
         vectors = rows // LANES
         tile = next(t for t in (8, 4, 2, 1) if shape.m % t == 0 and t * vectors <= _MAX_ACCUMULATORS)
         return Int8BsrSchedule("rows", tile, vnni, by_tokens=shape.m // tile >= TOKEN_SPLIT_TILES)
-    tile = next(t for t in (64, 32, 16) if t <= _MAX_TOKEN_TILE and shape.m % t == 0
-                and rows * t // LANES <= _MAX_ACCUMULATORS)
+    tile = next(t for t in (64, 32, 16) if shape.m % t == 0 and rows * t // LANES <= _MAX_ACCUMULATORS)
     return Int8BsrSchedule("tokens", tile, vnni, by_tokens=shape.m // tile >= TOKEN_SPLIT_TILES)
 
 

@@ -59,7 +59,9 @@ from core.whatif.rest_of_model import (
     Rest,
     family,
     family_block,
+    linear_label,
     model_profile,
+    quantize_label,
     rest_of_model,
 )
 from core.whatif.sizes import SizeEstimate, model_sizes
@@ -244,7 +246,7 @@ def _in_model(m: _Measurements, rest: Rest, family_name: str, label: str, table_
 def _quantize_part(m: _Measurements, rest: Rest, family_name: str, scaled: bool) -> _Part:
     parts = []
     for features, calls in rest.quantize_calls:
-        timed, label = m.quantize(features), f"quantize {features}"
+        timed, label = m.quantize(features), quantize_label(features)
         ms = timed.ms * (m.factor(label, timed.reference_ms) if scaled else 1.0) \
             * _in_model(m, rest, family_name, label, timed.ms, timed.reference_ms)
         parts.append(_Part(calls * ms, calls * ms * timed.spread))
@@ -253,7 +255,7 @@ def _quantize_part(m: _Measurements, rest: Rest, family_name: str, scaled: bool)
 
 def _dense_time(m: _Measurements, rest: Rest, family_name: str, scaled: bool):
     def kernel_ms(shape):
-        timed, label = m.dense(shape), f"dense {shape[0]}x{shape[1]}"
+        timed, label = m.dense(shape), linear_label("dense", shape)
         return timed.ms * (m.factor(label, timed.reference_ms) if scaled else 1.0) \
             * _in_model(m, rest, family_name, label, timed.ms, timed.reference_ms), timed.spread
 
@@ -286,7 +288,7 @@ def _sum(m: _Measurements, profile: ModelProfile, sparsity: float, block: tuple[
         ms, error = curve.at(sparsity)
         label = f"bsr {format_block(block)} {shape[0]}x{shape[1]}"
         calibration = m.curve(shape, family_block(family_name, m.precision))  # the block the rest's build ran
-        in_model = _in_model(m, rest, family_name, f"bsr {shape[0]}x{shape[1]}", calibration.at(REST_SPARSITY)[0],
+        in_model = _in_model(m, rest, family_name, linear_label("bsr", shape), calibration.at(REST_SPARSITY)[0],
                              calibration.reference_ms)
         return ms * (m.factor(label, curve.reference_ms) if scaled else 1.0) * in_model, error
 

@@ -33,10 +33,11 @@ same quiet pairs, so an estimate can scale it to the host's speed now.
 
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from core.jobs import NO_PROGRESS, Progress
 from core.model_source import ModelSource, linear_layers
@@ -53,10 +54,11 @@ FAMILY_BLOCKS_INT8 = {"tokens": (1, 4), "rows": (16, 4)}
 REPEATS = 20
 PAUSE_S = 0.05  # between timed runs, so they spread over the shared host's slow and quiet spells
 TORCH_REPEATS = 5  # a reference line only; PyTorch eager BERT-base is ~0.2-0.5 s per run on a busy machine
-LINEAR_KERNEL_PREFIXES = ("bsr_", "dense_", "quantize_")  # names bsr_rewrite gives the kernels it adds
-QUANTIZE_SYMBOL = re.compile(r"^quantize_(\d+)_(\d+)_(\d+)")  # quantize_{m}_{k}_{padded tokens}
-# {bsr|dense}[_int8|_amx]_{tokens}_{k}_{n}..., then schedule and epilogue suffixes (bsr_rewrite, epilogue)
+# The names bsr_rewrite gives the kernels it adds: {bsr|dense}[_int8|_amx]_{tokens}_{k}_{n}..., then schedule and
+# epilogue suffixes (bsr_rewrite, epilogue); quantize_{m}_{k}_{padded tokens}
 LINEAR_SYMBOL = re.compile(r"^(bsr|dense)(?:_int8|_amx)?_(\d+)_(\d+)_(\d+)")
+QUANTIZE_SYMBOL = re.compile(r"^quantize_(\d+)_(\d+)_(\d+)")
+QUANTIZE_LABEL = "quantize "
 
 
 @dataclass(frozen=True)
@@ -155,27 +157,43 @@ def compile_whatif(model, linears, sparsity: float, block: tuple[int, int], shap
     return compile_model(sparse, options, name=name, cache=cache, progress=progress)
 
 
+def linear_label(kind: str, shape: tuple[int, int]) -> str:
+    """``"bsr 768x3072"`` / ``"dense 768x3072"``: a Linear kernel of ``shape`` (out, in), as estimates name it."""
+    return f"{kind} {shape[0]}x{shape[1]}"
+
+
+def quantize_label(features: int) -> str:
+    """``"quantize 768"``: the activation quantisation of a Linear's ``features`` inputs."""
+    return f"{QUANTIZE_LABEL}{features}"
+
+
+@functools.cache  # called twice per kernel call by the instrument of rest_samples; a build has a few symbols
 def kernel_label(symbol: str) -> str | None:
-    """What a Linear kernel symbol of a compiled model times, as the estimate names its tables:
-    ``"bsr 768x3072"`` / ``"dense 768x3072"`` (out x in), ``"quantize 768"`` (in features); None otherwise."""
+    """The label (``linear_label``, ``quantize_label``) of a Linear kernel symbol of a compiled model, None for
+    every other function the model calls."""
     match = LINEAR_SYMBOL.match(symbol)
     if match:
         kind, _, k, n = match.groups()
-        return f"{kind} {n}x{k}"
+        return linear_label(kind, (int(n), int(k)))
     match = QUANTIZE_SYMBOL.match(symbol)
-    return f"quantize {match.group(2)}" if match else None
+    return quantize_label(int(match.group(2))) if match else None
 
 
 @dataclass
 class RestSamples:
     """Per pair: ``(whole-run ms, ms inside the Linear kernels)`` and, from the instrumented run, each kernel
-    label's ``(ms, calls)``; the reference kernel's sample after each pair (empty without one); calls per
-    inference of each quantisation kernel, by its input features."""
+    label's ``(ms, calls)``; the reference kernel's sample after each pair (empty without one)."""
 
     pairs: list[tuple[float, float]]
     references: list[float]
-    quantize_calls: dict[int, int]
-    kernels: list[dict[str, tuple[float, int]]] = field(default_factory=list)
+    kernels: list[dict[str, tuple[float, int]]]
+
+    @property
+    def quantize_calls(self) -> dict[int, int]:
+        """Calls per inference of each quantisation kernel, by its input features (the last instrumented run)."""
+        last = self.kernels[-1] if self.kernels else {}
+        return {int(label.removeprefix(QUANTIZE_LABEL)): calls for label, (_, calls) in last.items()
+                if label.startswith(QUANTIZE_LABEL)}
 
     def in_model(self, positions) -> dict[str, float]:
         """Each kernel label's median over the pairs at ``positions`` of its ms per call."""
@@ -190,27 +208,18 @@ def rest_samples(runner, args, threads: int, repeats: int = REPEATS, reference=N
     difference is the rest even when that load drifts. ``reference`` (``sample() -> ms``) follows each pair."""
     from tvm.runtime.vm import VMInstrumentReturnKind
 
-    pairs, references, inside, started, runs = [], [], [0.0], [0.0], []
-    quantize: dict[int, int] = {}
+    pairs, references, started, runs = [], [], [0.0], []
     kernels: dict[str, list] = {}  # label -> [ms, calls] in this run
 
     def instrument(func, symbol, before, ret, *call_args):
-        name = str(symbol)
-        if name.startswith(LINEAR_KERNEL_PREFIXES):
+        label = kernel_label(str(symbol))
+        if label is not None:
             if before:
                 started[0] = time.perf_counter()
-                match = QUANTIZE_SYMBOL.match(name)
-                if match:
-                    features = int(match.group(2))
-                    quantize[features] = quantize.get(features, 0) + 1
             else:
-                elapsed = time.perf_counter() - started[0]
-                inside[0] += elapsed
-                label = kernel_label(name)
-                if label is not None:
-                    entry = kernels.setdefault(label, [0.0, 0])
-                    entry[0] += elapsed * 1e3
-                    entry[1] += 1
+                entry = kernels.setdefault(label, [0.0, 0])
+                entry[0] += (time.perf_counter() - started[0]) * 1e3
+                entry[1] += 1
         return VMInstrumentReturnKind.NO_OP
 
     def pair():
@@ -218,18 +227,16 @@ def rest_samples(runner, args, threads: int, repeats: int = REPEATS, reference=N
         start = time.perf_counter()
         runner.run_device(args)
         whole = time.perf_counter() - start
-        inside[0] = 0.0
-        quantize.clear()
         kernels.clear()
         runner.vm.set_instrument(instrument)
         runner.run_device(args)
-        pairs.append((whole * 1e3, inside[0] * 1e3))
         runs.append({label: (ms, calls) for label, (ms, calls) in kernels.items()})
+        pairs.append((whole * 1e3, sum(ms for ms, _ in runs[-1].values())))
         if reference is not None:
             references.append(reference.sample())
 
     measure_tvm(pair, threads=threads, repeats=repeats, pause_s=PAUSE_S)
-    return RestSamples(pairs[-repeats:], references[-repeats:], dict(quantize), runs[-repeats:])
+    return RestSamples(pairs[-repeats:], references[-repeats:], runs[-repeats:])
 
 
 @dataclass(frozen=True)
